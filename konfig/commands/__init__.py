@@ -1,0 +1,1 @@
+"""Command modules of the `konfig` CLI; each exposes ``register(app)``."""

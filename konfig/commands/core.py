@@ -1,0 +1,115 @@
+"""``konfig validate``, ``konfig plan`` and ``konfig schema``: the offline core commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from konfig.commands.render import plan_tree, problems_text
+from konfig.errors import DefinitionError
+
+out = Console()
+err = Console(stderr=True)
+
+DirArg = Annotated[Path, typer.Argument(help="Folder (or file) of definitions.", show_default=False)]
+
+
+def load_or_exit(path: Path):
+    """Load definitions, or print every problem and exit 1 (never a traceback)."""
+    from konfig.load import load_definitions
+
+    try:
+        return load_definitions(path)
+    except FileNotFoundError as e:
+        err.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    except DefinitionError as e:
+        report_problems(e)
+        raise typer.Exit(1) from None
+
+
+def compile_or_exit(path: Path):
+    """Load and compile, or print every problem and exit 1."""
+    from konfig.compile import compile_definitions
+
+    defs = load_or_exit(path)
+    try:
+        return defs, compile_definitions(defs)
+    except DefinitionError as e:
+        report_problems(e)
+        raise typer.Exit(1) from None
+
+
+def report_problems(error: DefinitionError) -> None:
+    err.print(problems_text(error.problems), soft_wrap=True)
+    n = len(error.problems)
+    err.print(f"[red]{n} problem{'s' if n != 1 else ''}[/] found.")
+
+
+def validate(path: DirArg) -> None:
+    """Check the definitions: schema, names and limits, cross-references. Exit 1 if invalid."""
+    defs = load_or_exit(path)
+    out.print(
+        f"[green]valid[/]: 1 control plane, {len(defs.platforms)} platforms, "
+        f"{len(defs.domains)} domains, {len(defs.workloads)} workloads, "
+        f"{len(defs.templates)} resource templates"
+    )
+
+
+def plan(
+    path: DirArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write manifests, one folder per namespace.")
+    ] = None,
+    check_schemas: Annotated[
+        bool, typer.Option("--check-schemas/--no-check-schemas",
+                           help="Validate Config Connector objects against their CRDs.")
+    ] = True,
+) -> None:
+    """Show what Konfig would build in GCP, GitLab and the cluster (offline)."""
+    from konfig.kcc_schema import validate_objects
+
+    _, state = compile_or_exit(path)
+    if check_schemas:
+        problems = validate_objects(state.kubernetes)
+        if problems:
+            report_problems(DefinitionError(problems))
+            raise typer.Exit(1)
+    if out_dir is not None:
+        from konfig.kube.manifests import write_manifests
+
+        files = write_manifests(state.kubernetes, out_dir)
+        err.print(f"wrote {len(files)} manifest files under {out_dir}")
+    if as_json:
+        json.dump(state.to_json(), sys.stdout, indent=2, sort_keys=False)
+        sys.stdout.write("\n")
+        return
+    out.print(plan_tree(state))
+
+
+def schema(
+    kind: Annotated[str | None, typer.Option(help="Only this kind (e.g. Workload).")] = None,
+) -> None:
+    """Print the JSON Schema of the definitions, for yaml-language-server and editors."""
+    from konfig.schema import definitions_json_schema
+
+    try:
+        document = definitions_json_schema(kind)
+    except KeyError as e:
+        err.print(f"[red]error:[/] {e.args[0]}")
+        raise typer.Exit(2) from None
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate``, ``plan`` and ``schema`` to the root app."""
+    app.command()(validate)
+    app.command()(plan)
+    app.command()(schema)

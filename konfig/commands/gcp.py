@@ -1,0 +1,186 @@
+"""``konfig bootstrap`` and ``konfig doctor``: the control plane's GCP foundation.
+
+Both read the ControlPlane definition from DIR. Endpoints of local emulators (the sandbox
+fakes) come from ``--*-endpoint`` options or ``KONFIG_GCP_*_ENDPOINT`` variables; without them
+the real APIs are called with Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from konfig.commands.core import DirArg, load_or_exit
+
+out = Console()
+err = Console(stderr=True)
+
+_ENDPOINT_HELP = "Emulator endpoint (tests, sandbox); unset: the real API."
+ResourceManagerOpt = Annotated[
+    Optional[str],
+    typer.Option("--resourcemanager-endpoint", envvar="KONFIG_GCP_RESOURCEMANAGER_ENDPOINT",
+                 help=_ENDPOINT_HELP, show_default=False),
+]
+ServiceUsageOpt = Annotated[
+    Optional[str],
+    typer.Option("--serviceusage-endpoint", envvar="KONFIG_GCP_SERVICEUSAGE_ENDPOINT",
+                 help=_ENDPOINT_HELP, show_default=False),
+]
+BillingOpt = Annotated[
+    Optional[str],
+    typer.Option("--billing-endpoint", envvar="KONFIG_GCP_BILLING_ENDPOINT",
+                 help=_ENDPOINT_HELP, show_default=False),
+]
+IamOpt = Annotated[
+    Optional[str],
+    typer.Option("--iam-endpoint", envvar="KONFIG_GCP_IAM_ENDPOINT",
+                 help="Emulator gRPC host:port for the IAM admin API (no TLS).", show_default=False),
+]
+
+_STATUS_STYLE = {"OK": "green", "MISSING": "red", "UNKNOWN": "yellow"}
+_OUTCOME_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "not run": "yellow"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bootstrap`` and ``doctor`` to the root ``konfig`` app."""
+    app.command("bootstrap")(bootstrap)
+    app.command("doctor")(doctor)
+
+
+def _target_and_clients(path: Path, rm: str | None, su: str | None, billing: str | None,
+                        iam: str | None):
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from konfig.gcp.clients import Endpoints, connect
+    from konfig.gcp.target import BootstrapTarget
+
+    defs = load_or_exit(path)
+    target = BootstrapTarget.from_control_plane(defs.control_plane)
+    try:
+        clients = connect(Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam))
+    except DefaultCredentialsError as error:
+        err.print(f"[red]error:[/] no Google credentials: {error}")
+        err.print("run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+        raise typer.Exit(1) from None
+    return defs, target, clients
+
+
+def bootstrap(
+    path: DirArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    resourcemanager_endpoint: ResourceManagerOpt = None,
+    serviceusage_endpoint: ServiceUsageOpt = None,
+    billing_endpoint: BillingOpt = None,
+    iam_endpoint: IamOpt = None,
+) -> None:
+    """Create or adopt the control-plane folder and project, before Config Connector exists.
+
+    Idempotent and additive: prints the plan, applies it, and prints the project number to put
+    in spec.gcp.projectNumber. Exit 1 if a step failed or the plan is blocked.
+    """
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from konfig.gcp import bootstrap as gcp_bootstrap
+
+    defs, target, clients = _target_and_clients(
+        path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+    )
+    try:
+        try:
+            observed = gcp_bootstrap.observe(clients, target)
+        except GoogleAPICallError as error:
+            err.print(f"[red]error:[/] cannot read the current state: {error.message or error}")
+            err.print("run `konfig doctor` for what is missing")
+            raise typer.Exit(1) from None
+        plan = gcp_bootstrap.diff(target, observed)
+        _print_plan(plan)
+        if plan.blockers or dry_run or not plan.steps:
+            if dry_run and not plan.blockers:
+                out.print("[yellow]dry run:[/] nothing changed")
+            _print_project_number(defs, target, observed.project.number if observed.project else None)
+            raise typer.Exit(1 if plan.blockers else 0)
+        report = gcp_bootstrap.apply(clients, plan)
+    finally:
+        clients.close()
+    _print_report(report)
+    _print_project_number(defs, target, report.project_number)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def doctor(
+    path: DirArg,
+    resourcemanager_endpoint: ResourceManagerOpt = None,
+    serviceusage_endpoint: ServiceUsageOpt = None,
+    billing_endpoint: BillingOpt = None,
+    iam_endpoint: IamOpt = None,
+) -> None:
+    """Check, read-only, that GCP is ready for `konfig bootstrap` (or matches it): parent,
+    billing account, folder, project, APIs, roles and your permissions. Exit 1 if anything is
+    MISSING."""
+    from konfig.gcp.doctor import missing, run_checks
+
+    _, target, clients = _target_and_clients(
+        path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+    )
+    try:
+        results = run_checks(clients, target)
+    finally:
+        clients.close()
+    table = Table(title=f"konfig doctor: control plane {target.control_plane}", show_lines=False)
+    for column in ("Status", "Check", "Found", "Fix"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        style = _STATUS_STYLE[result.status.value]
+        table.add_row(f"[{style}]{result.status.value}[/]", result.title, result.detail,
+                      "" if result.status.value == "OK" else result.fix)
+    out.print(table)
+    absent = missing(results)
+    if absent:
+        out.print(f"[red]{len(absent)} missing[/] of {len(results)} checks")
+        raise typer.Exit(1)
+    out.print(f"[green]all {len(results)} checks passed[/] (UNKNOWN ones could not be checked)")
+
+
+def _print_plan(plan) -> None:
+    target = plan.target
+    out.print(
+        f"Bootstrap of control plane [bold]{target.control_plane}[/]: folder "
+        f"{target.folder_display_name!r} under {target.parent}, project {target.project_id}"
+    )
+    for blocker in plan.blockers:
+        err.print(f"[red]blocked:[/] {blocker}")
+    for note in plan.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    if not plan.steps:
+        out.print("[green]up to date[/]: nothing to do")
+        return
+    table = Table(title=f"plan: {len(plan.steps)} step{'s' if len(plan.steps) != 1 else ''}")
+    for column in ("#", "Action", "Target", "Detail"):
+        table.add_column(column, overflow="fold")
+    for number, step in enumerate(plan.steps, 1):
+        table.add_row(str(number), step.action.value, step.target, step.detail)
+    out.print(table)
+
+
+def _print_report(report) -> None:
+    table = Table(title="result")
+    for column in ("Action", "Outcome", "Message"):
+        table.add_column(column, overflow="fold")
+    for result in report.results:
+        style = _OUTCOME_STYLE[result.outcome.value]
+        table.add_row(result.step.action.value, f"[{style}]{result.outcome.value}[/]", result.message)
+    out.print(table)
+
+
+def _print_project_number(defs, target, number: str | None) -> None:
+    if number is None:
+        return
+    out.print(f"Project number: [bold]{number}[/]")
+    if target.project_number != number:
+        where = defs.control_plane.source
+        out.print(f'set spec.gcp.projectNumber: "{number}" in {where.file} (ControlPlane '
+                  f"{target.control_plane})")

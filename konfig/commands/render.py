@@ -1,0 +1,125 @@
+"""Rich renderings of problems and of a desired state, for the terminal."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Iterable
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from konfig.compile.state import (
+    LABEL_DOMAIN,
+    LABEL_ENVIRONMENT,
+    LABEL_PLATFORM,
+    SYSTEM_NAMESPACE,
+    DesiredState,
+)
+from konfig.errors import Problem
+
+ROLE_NAMES = {20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
+
+
+def problems_text(problems: Iterable[Problem]) -> Text:
+    """One line per problem, ``file:line: field: message`` (the form editors and CI logs link
+    to), coloured but never wrapped into columns."""
+    text = Text()
+    for p in problems:
+        text.append(f"{p.location.file}:{p.location.line}", style="cyan")
+        text.append(": ")
+        if p.location.field:
+            text.append(p.location.field, style="yellow")
+            text.append(": ")
+        text.append(p.message)
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+def _counts(kinds: Counter) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+
+
+def plan_tree(state: DesiredState) -> Group:
+    """The plan as three trees (GCP, GitLab, cluster) followed by a table of counts."""
+    return Group(_gcp_tree(state), _gitlab_tree(state), _cluster_tree(state), _summary(state),
+                 *(f"[yellow]note:[/] {n}" for n in state.notes))
+
+
+def _gcp_tree(state: DesiredState) -> Tree:
+    kcc = [o for o in state.kubernetes if o["apiVersion"].split("/")[0].endswith("cnrm.cloud.google.com")
+           and o["kind"] != "ConfigConnectorContext"]
+    folders = {o["metadata"]["name"]: o for o in kcc if o["kind"] == "Folder"}
+    projects = [o for o in kcc if o["kind"] == "Project"]
+    by_env: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for o in kcc:
+        labels = o["metadata"]["labels"]
+        if o["kind"] not in ("Folder", "Project") and LABEL_ENVIRONMENT in labels:
+            by_env[(labels[LABEL_DOMAIN], labels[LABEL_ENVIRONMENT])][o["kind"]] += 1
+    root = Tree(f"[bold]GCP[/] ({len(folders)} folders, {len(projects)} projects, "
+                f"{len(kcc)} Config Connector objects)")
+    nodes: dict[str, Tree] = {}
+    for name, folder in folders.items():  # parents come first: folders are compiled top-down
+        parent_ref = folder["spec"].get("folderRef", {}).get("name")
+        where = nodes.get(parent_ref, root)
+        external = folder["spec"].get("organizationRef") or folder["spec"].get("folderRef")
+        suffix = f" [dim](in {external['external']})[/]" if "external" in (external or {}) else ""
+        nodes[name] = where.add(f"📁 [bold]{folder['spec']['displayName']}[/]{suffix}")
+    for project in projects:
+        labels = project["metadata"]["labels"]
+        parent = nodes.get(project["spec"]["folderRef"]["name"], root)
+        counts = by_env.get((labels.get(LABEL_DOMAIN), labels.get(LABEL_ENVIRONMENT)))
+        detail = f" [dim]{_counts(counts)}[/]" if counts else ""
+        parent.add(f"🗂  project [green]{project['spec']['resourceID']}[/]{detail}")
+    return root
+
+
+def _gitlab_tree(state: DesiredState) -> Tree:
+    tree = state.gitlab
+    root = Tree(f"[bold]GitLab[/] {tree.url} ({len(tree.groups)} groups, {len(tree.projects)} projects)"
+                f" under [cyan]{tree.root_full_path}[/] (adopted)")
+    nodes = {tree.root_full_path: root}
+    for g in tree.groups:
+        links = ", ".join(f"{l.saml_group_name}→{ROLE_NAMES.get(l.access_level, l.access_level)}"
+                          for l in g.saml_group_links)
+        extra = f" [dim]SAML: {links}[/]" if links else ""
+        if g.variables:
+            extra += f" [dim]{len(g.variables)} CI variables[/]"
+        nodes[g.full_path] = nodes.get(g.parent_full_path, root).add(f"👥 [bold]{g.path}[/]{extra}")
+    for p in tree.projects:
+        protected = f" [dim]protected envs: {', '.join(p.protected_environments)}[/]" if p.protected_environments else ""
+        nodes.get(p.namespace_full_path, root).add(f"📦 {p.path} [dim]({p.kind})[/]{protected}")
+    return root
+
+
+def _cluster_tree(state: DesiredState) -> Tree:
+    by_ns: dict[str, Counter] = defaultdict(Counter)
+    annotations = {}
+    for o in state.kubernetes:
+        if o["kind"] == "Namespace":
+            annotations[o["metadata"]["name"]] = o["metadata"].get("annotations", {})
+            continue
+        by_ns[o["metadata"].get("namespace", "(cluster)")][o["kind"]] += 1
+    root = Tree(f"[bold]Cluster[/] ({len(annotations)} namespaces, {len(state.kubernetes)} objects)")
+    for ns in sorted(by_ns, key=lambda n: (n != SYSTEM_NAMESPACE, n)):
+        project = annotations.get(ns, {}).get("cnrm.cloud.google.com/project-id", "")
+        total = sum(by_ns[ns].values())
+        root.add(f"[bold]{ns}[/] → {project}: {total} objects [dim]({_counts(by_ns[ns])})[/]")
+    return root
+
+
+def _summary(state: DesiredState) -> Table:
+    kinds = Counter(o["kind"] for o in state.kubernetes)
+    platforms = {o["metadata"]["labels"].get(LABEL_PLATFORM) for o in state.kubernetes} - {None}
+    table = Table(title="Totals", show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("platforms", str(len(platforms)))
+    for kind, n in sorted(kinds.items()):
+        table.add_row(kind, str(n))
+    table.add_row("GitLab groups", str(len(state.gitlab.groups)))
+    table.add_row("GitLab projects", str(len(state.gitlab.projects)))
+    table.add_row("[bold]Kubernetes objects[/]", f"[bold]{len(state.kubernetes)}[/]")
+    return table

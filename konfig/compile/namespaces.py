@@ -1,0 +1,75 @@
+"""Namespaces of the control-plane cluster: ``konfig-system`` and one per domain environment,
+each with its own ConfigConnectorContext, and RBAC for the domain's CI identity."""
+
+from __future__ import annotations
+
+from konfig import API_GROUP
+from konfig.compile import naming
+from konfig.compile.access import ci_service_account_email
+from konfig.compile.context import CompileContext
+from konfig.compile.objects import konfig_labels, kube_object
+from konfig.compile.state import PROJECT_ID_ANNOTATION, SYSTEM_NAMESPACE, KubeObject
+from konfig.model import Domain
+
+CCC_API = "core.cnrm.cloud.google.com/v1beta1"
+RBAC_API = "rbac.authorization.k8s.io/v1"
+CI_ROLE = "konfig-ci"
+
+
+def compile_namespaces(ctx: CompileContext) -> list[KubeObject]:
+    """Namespace + ConfigConnectorContext for the control plane and each domain environment,
+    plus the CI Role/RoleBinding in each domain environment."""
+    cp_sa = naming.service_account_email(naming.CONTROL_PLANE_SERVICE_ACCOUNT_ID, ctx.cp_project_id)
+    labels = konfig_labels(ctx.cp_name)
+    objects = [
+        _namespace(SYSTEM_NAMESPACE, ctx.cp_project_id, labels),
+        _context(SYSTEM_NAMESPACE, cp_sa, labels),
+    ]
+    for domain in sorted(ctx.defs.domains.values(), key=lambda d: d.name):
+        for env in ctx.domain_environments(domain):
+            objects += _domain_environment(ctx, domain, env.name)
+    return objects
+
+
+def _namespace(name: str, project_id: str, labels: dict[str, str]) -> KubeObject:
+    return kube_object("v1", "Namespace", name, labels=labels,
+                       annotations={PROJECT_ID_ANNOTATION: project_id})
+
+
+def _context(namespace: str, google_service_account: str, labels) -> KubeObject:
+    """Config Connector in namespaced mode acts in ``namespace`` as this Google service
+    account. Source: https://cloud.google.com/config-connector/docs/how-to/install-namespaced"""
+    return kube_object(
+        CCC_API, "ConfigConnectorContext", naming.CONFIG_CONNECTOR_CONTEXT_NAME,
+        namespace=namespace, labels=labels,
+        spec={"googleServiceAccount": google_service_account,
+              "requestProjectPolicy": "RESOURCE_PROJECT", "stateIntoSpec": "Absent"},
+    )
+
+
+def _domain_environment(ctx: CompileContext, domain: Domain, environment: str) -> list[KubeObject]:
+    labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name, environment)
+    namespace = naming.namespace_name(domain.name, environment)
+    project_id = ctx.project_id(domain, environment)
+    kcc_sa = naming.service_account_email(naming.KCC_SERVICE_ACCOUNT_ID, project_id)
+    return [
+        _namespace(namespace, project_id, labels),
+        _context(namespace, kcc_sa, labels),
+        # CI may apply Workloads here and read their status (promotion), nothing else.
+        kube_object(
+            RBAC_API, "Role", CI_ROLE, namespace=namespace, labels=labels,
+            rules=[
+                {"apiGroups": [API_GROUP], "resources": ["workloads"],
+                 "verbs": ["get", "list", "watch", "create", "update", "patch"]},
+                {"apiGroups": [API_GROUP], "resources": ["workloads/status"], "verbs": ["get"]},
+            ],
+        ),
+        # GKE maps a Google service account's token to the Kubernetes user named by its
+        # email. Source: https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control
+        kube_object(
+            RBAC_API, "RoleBinding", CI_ROLE, namespace=namespace, labels=labels,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CI_ROLE},
+            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                       "name": ci_service_account_email(ctx, domain.name)}],
+        ),
+    ]

@@ -1,0 +1,286 @@
+"""Workloads: per environment a dedicated service account, the resources rendered from
+templates with least-privilege bindings, and the runtime object with connection details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from konfig.compile import naming
+from konfig.compile.context import CompileContext
+from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
+from konfig.compile.state import KubeObject
+from konfig.compile.templates import render_resource
+from konfig.errors import DefinitionError, Problems
+from konfig.model import Domain, Environment, Workload
+from konfig.model.workload import WorkloadSpec, visibility_admits
+
+IAM = "iam.cnrm.cloud.google.com/v1beta1"
+RUN = "run.cnrm.cloud.google.com/v1beta1"
+
+#: Cloud Run ingress per visibility: only external workloads accept traffic from outside
+#: (through the load balancer); the rest only from inside the organisation's networks.
+#: Source: https://cloud.google.com/run/docs/securing/ingress
+RUN_INGRESS = {
+    "domain": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "platform": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "controlplane": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "external": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+}
+#: Project roles of runtimes that have no resource to bind on.
+RUNTIME_PROJECT_ROLES = {"dataflow": ("roles/dataflow.worker",)}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one workload environment lives."""
+
+    workload: Workload
+    domain: Domain
+    environment: Environment
+    spec: WorkloadSpec
+    namespace: str
+    project_id: str
+    control_plane: str
+
+    @property
+    def service_account_id(self) -> str:
+        return naming.workload_service_account_id(self.workload.name)
+
+    @property
+    def service_account_email(self) -> str:
+        return naming.service_account_email(self.service_account_id, self.project_id)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return konfig_labels(self.control_plane, self.workload.spec.platform, self.domain.name,
+                             self.environment.name, self.workload.name)
+
+
+def compile_workloads(ctx: CompileContext) -> list[KubeObject]:
+    """Every workload in every environment of its domain. Raises :class:`DefinitionError`
+    with every rendering problem found."""
+    problems = Problems()
+    targets = _targets(ctx, problems)
+    callers = _callers(ctx, targets)
+    objects: list[KubeObject] = []
+    for target in targets:
+        try:
+            objects += _workload_environment(ctx, target, callers.get(_key(target), []))
+        except DefinitionError as err:
+            problems.extend(err.problems)
+    problems.raise_if_any()
+    return objects
+
+
+def _key(t: Target) -> tuple[str, str, str]:
+    return (t.domain.name, t.workload.name, t.environment.name)
+
+
+def _targets(ctx: CompileContext, problems: Problems) -> list[Target]:
+    targets = []
+    for (domain_name, _), workload in sorted(ctx.defs.workloads.items()):
+        domain = ctx.defs.domains[domain_name]
+        for env in ctx.domain_environments(domain):
+            try:
+                spec = workload.spec_for(env.name)
+            except Exception as err:  # pydantic.ValidationError of a merged override
+                problems.add(workload.locate(f"spec.environments.{env.name}"), str(err).splitlines()[-1].strip())
+                continue
+            targets.append(Target(workload, domain, env, spec,
+                                  naming.namespace_name(domain.name, env.name),
+                                  ctx.project_id(domain, env.name), ctx.cp_name))
+    return targets
+
+
+def _callers(ctx: CompileContext, targets: list[Target]) -> dict[tuple, list[Target]]:
+    """For each workload environment, the workload environments that declared a dependency
+    on it and that its visibility admits (the same environment only)."""
+    by_key = {_key(t): t for t in targets}
+    callers: dict[tuple, list[Target]] = {}
+    for caller in targets:
+        for dep in caller.spec.dependencies:
+            key = (dep.domain or caller.domain.name, dep.workload, caller.environment.name)
+            callee = by_key.get(key)
+            if callee is None:
+                continue  # the callee's domain lacks this environment
+            if visibility_admits(callee.spec.ingress.visibility,
+                                 target_platform=callee.workload.spec.platform,
+                                 target_domain=callee.domain.name,
+                                 caller_platform=caller.workload.spec.platform,
+                                 caller_domain=caller.domain.name):
+                callers.setdefault(key, []).append(caller)
+    return callers
+
+
+def _template_context(ctx: CompileContext, t: Target) -> dict[str, Any]:
+    return {
+        "workload": {"name": t.workload.name, "platform": t.workload.spec.platform,
+                     "domain": t.domain.name, "namespace": t.namespace, "runtime": t.spec.runtime,
+                     "serviceAccount": {"name": t.service_account_id,
+                                        "email": t.service_account_email}},
+        "environment": {"name": t.environment.name, "production": t.environment.production,
+                        "index": ctx.cp.environment_names.index(t.environment.name)},
+        "domain": {"name": t.domain.name, "projectId": t.project_id, "namespace": t.namespace},
+        "platform": {"name": t.workload.spec.platform},
+        "controlPlane": {"name": ctx.cp_name, "region": ctx.region, "projectId": ctx.cp_project_id},
+    }
+
+
+def env_var_prefix(resource_name: str) -> str:
+    """``order-events`` → ``ORDER_EVENTS``: the prefix of a resource's injected variables."""
+    return resource_name.upper().replace("-", "_")
+
+
+def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target]) -> list[KubeObject]:
+    labels = t.labels
+    sa_name = t.service_account_id
+    objects = [
+        kube_object(IAM, "IAMServiceAccount", sa_name, namespace=t.namespace, labels=labels,
+                    spec={"resourceID": t.service_account_id,
+                          "displayName": f"Workload {t.workload.name} ({t.environment.name})"}),
+    ]
+    env: dict[str, str] = {
+        "KONFIG_ENVIRONMENT": t.environment.name,
+        "GOOGLE_CLOUD_PROJECT": t.project_id,
+    }
+    base = _template_context(ctx, t)
+    for i, request in enumerate(t.spec.resources):
+        template = ctx.defs.templates[request.template]
+        context = {**base, "resource": {"name": request.name, "access": request.access,
+                                        "objectName": object_name(t.workload.name, request.name)}}
+        rendered = render_resource(template, request=request, environment=t.environment,
+                                   context=context, where=t.workload.locate(f"spec.resources[{i}]"))
+        for obj in rendered.objects:
+            objects.append(_adopt(obj, t.namespace, labels))
+        for key, value in rendered.env.items():
+            env[f"{env_var_prefix(request.name)}_{key}"] = value
+        for role in rendered.roles:
+            objects.append(_resource_binding(t, request.name, role, rendered.bind_target, labels))
+    for role in RUNTIME_PROJECT_ROLES.get(t.spec.runtime, ()):
+        objects.append(_resource_binding(t, "runtime", role, None, labels))
+    env.update(t.spec.env)  # the workload's own values win
+    objects += _runtime(ctx, t, env, callers, labels)
+    return objects
+
+
+def _adopt(obj: KubeObject, namespace: str, labels: dict[str, str]) -> KubeObject:
+    """Place a rendered template object in the namespace with Konfig's labels; the template's
+    own labels and annotations are kept, Konfig's win on conflict."""
+    meta = dict(obj.get("metadata", {}))
+    built = kube_object(obj["apiVersion"], obj["kind"], meta["name"], namespace=namespace,
+                        labels={**meta.get("labels", {}), **labels},
+                        annotations=meta.get("annotations"))
+    built.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")})
+    return built
+
+
+def _resource_binding(t: Target, resource: str, role: str, target: KubeObject | None, labels) -> KubeObject:
+    if target is None:
+        ref = {"kind": "Project", "external": f"projects/{t.project_id}"}
+    else:
+        ref = {"apiVersion": target["apiVersion"], "kind": target["kind"],
+               "name": target["metadata"]["name"]}
+    return policy_member(
+        object_name(t.workload.name, resource, role_slug(role)), namespace=t.namespace,
+        labels=labels, resource_ref=ref, role=role,
+        service_account_ref={"name": t.service_account_id},
+    )
+
+
+def _runtime(ctx: CompileContext, t: Target, env: dict[str, str], callers: list[Target], labels) -> list[KubeObject]:
+    if t.spec.runtime == "dataflow":
+        return []  # jobs are launched by the pipeline as the workload's service account
+    if not t.spec.image:
+        ctx.notes.append(f"{t.namespace}/{t.workload.name}: no image yet, runtime not rendered")
+        return []
+    if t.spec.runtime == "gke":
+        return _gke(ctx, t, env, labels)
+    return _cloud_run(ctx, t, env, callers, labels)
+
+
+def _env_list(env: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _cloud_run(ctx: CompileContext, t: Target, env, callers: list[Target], labels) -> list[KubeObject]:
+    spec = t.spec
+    container: dict[str, Any] = {
+        "name": t.workload.name,
+        "image": spec.image,
+        "ports": [{"containerPort": spec.container.port}],
+        "env": _env_list(env),
+        "resources": {"limits": {"cpu": spec.container.cpu, "memory": spec.container.memory}},
+    }
+    if spec.container.command:
+        container["command"] = list(spec.container.command)
+    if spec.container.args:
+        container["args"] = list(spec.container.args)
+    service = kube_object(
+        RUN, "RunService", t.workload.name, namespace=t.namespace, labels=labels,
+        spec={
+            "location": ctx.region,
+            "projectRef": {"external": f"projects/{t.project_id}"},
+            "ingress": RUN_INGRESS[spec.ingress.visibility],
+            "template": {
+                "serviceAccountRef": {"name": t.service_account_id},
+                "containers": [container],
+                "scaling": {"minInstanceCount": spec.scaling.min, "maxInstanceCount": spec.scaling.max},
+                "labels": dict(labels),
+            },
+        },
+    )
+    objects = [service]
+    ref = {"apiVersion": RUN, "kind": "RunService", "name": t.workload.name}
+    members = sorted({f"serviceAccount:{c.service_account_email}" for c in callers})
+    if spec.ingress.visibility == "external":
+        members.append("allUsers")  # public behind the load balancer; ingress limits the path
+    for member in members:
+        who = member.split(":", 1)[-1].split("@", 1)[0]
+        objects.append(policy_member(
+            object_name(t.workload.name, "invoker", who, *([] if member == "allUsers" else
+                                                           [member.split("@", 1)[1].split(".", 1)[0]])),
+            namespace=t.namespace, labels=labels, resource_ref=ref,
+            role="roles/run.invoker", member=member))
+    return objects
+
+
+def _gke(ctx: CompileContext, t: Target, env, labels) -> list[KubeObject]:
+    spec = t.spec
+    name = t.workload.name
+    selector = {"app.kubernetes.io/name": name}
+    pod_labels = {**labels, **selector}
+    container: dict[str, Any] = {
+        "name": name, "image": spec.image,
+        "ports": [{"containerPort": spec.container.port, "name": "http"}],
+        "env": _env_list(env),
+        "resources": {"limits": {"cpu": spec.container.cpu, "memory": spec.container.memory},
+                      "requests": {"cpu": spec.container.cpu, "memory": spec.container.memory}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "readOnlyRootFilesystem": True},
+    }
+    if spec.container.command:
+        container["command"] = list(spec.container.command)
+    if spec.container.args:
+        container["args"] = list(spec.container.args)
+    return [
+        kube_object("v1", "ServiceAccount", name, namespace=t.namespace, labels=labels,
+                    annotations={"iam.gke.io/gcp-service-account": t.service_account_email}),
+        policy_member(
+            object_name(name, "workload-identity"), namespace=t.namespace, labels=labels,
+            resource_ref={"apiVersion": IAM, "kind": "IAMServiceAccount", "name": t.service_account_id},
+            role="roles/iam.workloadIdentityUser",
+            member=f"serviceAccount:{ctx.cp_project_id}.svc.id.goog[{t.namespace}/{name}]"),
+        kube_object(
+            "apps/v1", "Deployment", name, namespace=t.namespace, labels=labels,
+            spec={"replicas": max(spec.scaling.min, 1),
+                  "selector": {"matchLabels": selector},
+                  "template": {"metadata": {"labels": pod_labels},
+                               "spec": {"serviceAccountName": name, "containers": [container]}}},
+        ),
+        kube_object(
+            "v1", "Service", name, namespace=t.namespace, labels=labels,
+            spec={"selector": selector,
+                  "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+        ),
+    ]

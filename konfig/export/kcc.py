@@ -1,0 +1,175 @@
+"""``konfig export kcc``: the desired objects as plain Config Connector manifests.
+
+The result is meant for a standalone Config Connector in namespaced mode
+(https://cloud.google.com/config-connector/docs/how-to/install-namespaced): one folder per
+namespace holding its Namespace, its ConfigConnectorContext and its Config Connector
+resources. Konfig's traces are removed: its labels (``konfig-*``), ownerReferences to Konfig
+definitions, kopf/Konfig annotations and finalizers, and server-set metadata and ``status``.
+``cnrm.cloud.google.com/*`` annotations (project, deletion policy, directives) are kept.
+
+Pure: :func:`export_kcc` returns file contents; :func:`konfig.export.files.write_files` writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ruamel.yaml import YAML
+
+from konfig.compile.state import KubeObject
+from konfig.export.krm import (
+    KCC_CORE_GROUP,
+    LAST_APPLIED,
+    ObjectKey,
+    group_of,
+    is_kcc_resource,
+    is_konfig_annotation,
+    is_konfig_owner,
+    key_of,
+    without_konfig_labels,
+)
+
+#: Metadata set by the API server; meaningless in a manifest.
+SERVER_METADATA = (
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+)
+#: Folder for cluster-scoped objects other than Namespaces.
+CLUSTER_FOLDER = "_cluster"
+
+
+@dataclass(frozen=True)
+class Omitted:
+    """An input object left out of the export and why."""
+
+    key: ObjectKey
+    reason: str
+
+
+@dataclass
+class KccExport:
+    """The export as data: ``files`` maps relative paths to YAML text; ``omitted`` lists
+    objects not exported (with the reason), also written to README.md."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    omitted: list[Omitted] = field(default_factory=list)
+    exported: list[ObjectKey] = field(default_factory=list)
+
+
+def clean_object(obj: KubeObject, keep_konfig_labels: bool = False) -> KubeObject:
+    """A copy of ``obj`` without Konfig's labels, ownerReferences, annotations and finalizers,
+    server-set metadata or ``status``. ``cnrm.cloud.google.com/*`` and other annotations stay.
+    """
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    meta: dict[str, Any] = out.setdefault("metadata", {})
+    for key in SERVER_METADATA:
+        meta.pop(key, None)
+    if not keep_konfig_labels:
+        _set_or_drop(meta, "labels", without_konfig_labels(meta.get("labels") or {}))
+    _set_or_drop(
+        meta,
+        "annotations",
+        {
+            k: v
+            for k, v in (meta.get("annotations") or {}).items()
+            if not is_konfig_annotation(k) and k != LAST_APPLIED
+        },
+    )
+    _set_or_drop(
+        meta, "ownerReferences", [r for r in meta.get("ownerReferences") or [] if not is_konfig_owner(r)]
+    )
+    _set_or_drop(
+        meta, "finalizers", [f for f in meta.get("finalizers") or [] if not is_konfig_annotation(f)]
+    )
+    return out
+
+
+def _set_or_drop(meta: dict[str, Any], key: str, value: Any) -> None:
+    if value:
+        meta[key] = value
+    else:
+        meta.pop(key, None)
+
+
+def _file_name(obj: KubeObject) -> str:
+    key = key_of(obj)
+    if key.kind == "Namespace" and key.group == "":
+        return "00-namespace.yaml"
+    if key.group == KCC_CORE_GROUP:
+        return f"01-{key.kind.lower()}.yaml"
+    return f"{key.kind.lower()}-{key.name}.yaml"
+
+
+def _dump(obj: KubeObject) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # keep apiVersion, kind, metadata, spec order
+    stream = io.StringIO()
+    yaml.dump(obj, stream)
+    return stream.getvalue()
+
+
+def export_kcc(objects: Iterable[KubeObject], keep_konfig_labels: bool = False) -> KccExport:
+    """Plain Config Connector manifests for ``objects``.
+
+    Layout: ``<namespace>/00-namespace.yaml``, ``<namespace>/01-configconnectorcontext.yaml``
+    and ``<namespace>/<kind>-<name>.yaml`` per Config Connector resource; README.md lists
+    what was left out. Objects that are neither Namespaces nor Config Connector kinds (RBAC,
+    Secrets, ...) are left out with a reason: they are Konfig's own plumbing, not cloud
+    resources. Raises nothing; a duplicate object is reported in ``omitted``.
+    """
+    result = KccExport()
+    seen: set[str] = set()
+    for obj in sorted(objects, key=key_of):
+        key = key_of(obj)
+        is_namespace = key.kind == "Namespace" and key.group == ""
+        if not (is_namespace or is_kcc_resource(obj) or group_of(obj) == KCC_CORE_GROUP):
+            result.omitted.append(Omitted(key, "not a Config Connector object (Konfig plumbing)"))
+            continue
+        folder = key.name if is_namespace else (key.namespace or CLUSTER_FOLDER)
+        path = f"{folder}/{_file_name(obj)}"
+        if path in seen:
+            result.omitted.append(Omitted(key, f"duplicate of an object already written to {path}"))
+            continue
+        seen.add(path)
+        result.files[path] = _dump(clean_object(obj, keep_konfig_labels))
+        result.exported.append(key)
+    result.files["README.md"] = _readme(result, keep_konfig_labels)
+    return result
+
+
+def _readme(result: KccExport, keep_konfig_labels: bool) -> str:
+    lines = [
+        "# Config Connector export",
+        "",
+        "Written by `konfig export kcc`: plain Config Connector manifests, one folder per",
+        "namespace, for a standalone Config Connector in namespaced mode.",
+        "",
+        "- Each folder holds its Namespace (`00-namespace.yaml`, annotated with its project),",
+        "  its ConfigConnectorContext (`01-configconnectorcontext.yaml`) and one file per",
+        "  Config Connector resource. Apply a folder with `kubectl apply -f <folder>/`.",
+        "- " + ("Konfig's labels were kept" if keep_konfig_labels else "Konfig's labels (`konfig-*`) were removed")
+        + "; ownerReferences to Konfig definitions, kopf/Konfig annotations and finalizers,",
+        "  server-set metadata and `status` were removed.",
+        "  `cnrm.cloud.google.com/*` annotations (project, deletion policy) were kept.",
+        "- Before applying these manifests to another cluster, stop Konfig from reconciling",
+        "  the same objects (remove its definitions with the `abandon` deletion policy kept).",
+        "",
+        f"Exported objects: {len(result.exported)}.",
+        "",
+    ]
+    if result.omitted:
+        lines += ["## Not exported", ""]
+        lines += [f"- {item.key}: {item.reason}" for item in result.omitted]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The Workload definition: one deployable unit, its identity, resources and runtime."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from konfig.model import names
+from konfig.model.common import (
+    DnsLabel,
+    Definition,
+    EnvironmentName,
+    KonfigModel,
+    WorkloadMetadata,
+)
+
+Visibility = Literal["domain", "platform", "controlplane", "external"]
+Runtime = Literal["cloudrun", "gke", "dataflow"]
+EnvVarName = Annotated[str, StringConstraints(pattern=names.ENV_VAR_RE.pattern)]
+ResourceName = Annotated[
+    str, StringConstraints(pattern=names.DNS_LABEL, max_length=names.MAX_RESOURCE_NAME)
+]
+#: Kubernetes quantities, e.g. "1", "500m", "512Mi".
+Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$")]
+
+
+class Container(KonfigModel):
+    port: int = Field(default=8080, ge=1, le=65535)
+    cpu: Quantity = "1"
+    memory: Quantity = "512Mi"
+    command: list[str] | None = None
+    args: list[str] | None = None
+
+
+class Scaling(KonfigModel):
+    min: int = Field(default=0, ge=0, le=1000)
+    max: int = Field(default=10, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Scaling":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Ingress(KonfigModel):
+    visibility: Visibility = "domain"
+    path: Annotated[str, StringConstraints(pattern=r"^/[-a-zA-Z0-9_./]*$")] | None = None
+
+
+class ResourceRequest(KonfigModel):
+    """A resource the workload owns: rendered from ``template`` and bound with ``access``."""
+
+    name: ResourceName
+    template: DnsLabel
+    access: DnsLabel
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Dependency(KonfigModel):
+    """Another workload this one calls; the target's visibility must admit the caller."""
+
+    workload: DnsLabel
+    domain: DnsLabel | None = Field(default=None, description="Defaults to the caller's domain.")
+
+
+class ContainerPatch(KonfigModel):
+    port: int | None = Field(default=None, ge=1, le=65535)
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+
+
+class ScalingPatch(KonfigModel):
+    min: int | None = Field(default=None, ge=0, le=1000)
+    max: int | None = Field(default=None, ge=1, le=1000)
+
+
+class WorkloadOverride(KonfigModel):
+    """Per-environment overrides of spec fields, merged over the base spec."""
+
+    image: str | None = None
+    container: ContainerPatch | None = None
+    scaling: ScalingPatch | None = None
+    env: dict[EnvVarName, str] | None = None
+
+
+IMAGE_RE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$"
+
+
+class WorkloadSpec(KonfigModel):
+    platform: DnsLabel
+    domain: DnsLabel
+    runtime: Runtime = "cloudrun"
+    image: Annotated[str, StringConstraints(pattern=IMAGE_RE)] | None = Field(
+        default=None, description="Set by CI; digests (@sha256:) required after the first env."
+    )
+    container: Container = Field(default_factory=Container)
+    scaling: Scaling = Field(default_factory=Scaling)
+    ingress: Ingress = Field(default_factory=Ingress)
+    env: dict[EnvVarName, str] = Field(default_factory=dict)
+    resources: list[ResourceRequest] = Field(default_factory=list)
+    dependencies: list[Dependency] = Field(default_factory=list)
+    environments: dict[EnvironmentName, WorkloadOverride] = Field(default_factory=dict)
+
+    @field_validator("resources")
+    @classmethod
+    def _unique_resources(cls, value: list[ResourceRequest]) -> list[ResourceRequest]:
+        seen: set[str] = set()
+        for r in value:
+            if r.name in seen:
+                raise ValueError(f"resource name {r.name!r} is used twice")
+            seen.add(r.name)
+        return value
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "env":
+            out[key] = _merge(out[key], value)
+        elif key == "env" and isinstance(value, dict):
+            out[key] = {**out.get(key, {}), **value}
+        else:
+            out[key] = value
+    return out
+
+
+class Workload(Definition):
+    """A workload (spec/definitions.md, "Workload")."""
+
+    KIND = "Workload"
+    kind: Literal["Workload"] = "Workload"
+    metadata: WorkloadMetadata  # type: ignore[valid-type]
+    spec: WorkloadSpec
+
+    def spec_for(self, environment: str) -> WorkloadSpec:
+        """The effective spec in ``environment``: the base spec with that environment's
+        override deep-merged over it (``env`` maps are merged key by key).
+
+        Raises ``pydantic.ValidationError`` if the merge is invalid (e.g. min > max).
+        """
+        override = self.spec.environments.get(environment)
+        if override is None:
+            return self.spec
+        base = self.spec.model_dump(exclude={"environments"})
+        patch = override.model_dump(exclude_none=True)
+        return WorkloadSpec.model_validate(_merge(base, patch))
+
+
+#: Who may call a workload, widest last (spec/definitions.md, "opinions": domain by default,
+#: then platform, control plane, external).
+VISIBILITY_ORDER: tuple[Visibility, ...] = ("domain", "platform", "controlplane", "external")
+
+
+def visibility_admits(
+    visibility: Visibility, *, target_platform: str, target_domain: str,
+    caller_platform: str, caller_domain: str,
+) -> bool:
+    """Whether a workload with ``visibility`` in ``target_platform/target_domain`` may be
+    called by a workload in ``caller_platform/caller_domain`` (one control plane)."""
+    if visibility in ("controlplane", "external"):
+        return True
+    if visibility == "platform":
+        return caller_platform == target_platform
+    return caller_platform == target_platform and caller_domain == target_domain

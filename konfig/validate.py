@@ -1,0 +1,277 @@
+"""Cross-reference validation: the checks no single definition can make on its own.
+
+Pure: takes validated model objects, returns :class:`~konfig.definitions.Definitions` and adds
+every problem found to the collector (nothing stops at the first problem).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from konfig.compile import naming
+from konfig.definitions import Definitions
+from konfig.errors import Location, Problems
+from konfig.model import ControlPlane, Definition, Domain, Platform, ResourceTemplate, Workload
+from konfig.model import names
+from konfig.model.workload import visibility_admits
+
+
+def validate_definitions(
+    objects: Iterable[Definition], problems: Problems, *, library: Iterable[Definition] = ()
+) -> Definitions | None:
+    """Index ``objects`` and check every cross-reference; ``library`` holds bundled templates
+    that objects may override by name. Returns ``None`` only when no usable control plane
+    exists (everything else is reported and indexing goes on)."""
+    objects = list(objects)
+    control_plane = _single_control_plane(objects, problems)
+    if control_plane is None:
+        return None
+    defs = Definitions(control_plane=control_plane)
+    for template in library:
+        if isinstance(template, ResourceTemplate):
+            defs.templates[template.name] = template
+    from_tree: dict[str, ResourceTemplate] = {}
+    for obj in objects:
+        if isinstance(obj, Platform):
+            _add_unique(defs.platforms, obj.name, obj, problems)
+        elif isinstance(obj, Domain):
+            _add_unique(defs.domains, obj.name, obj, problems)
+        elif isinstance(obj, Workload):
+            _add_unique(defs.workloads, (obj.spec.domain, obj.name), obj, problems)
+        elif isinstance(obj, ResourceTemplate):
+            _add_unique(from_tree, obj.name, obj, problems)
+    defs.templates.update(from_tree)  # the tree extends or overrides the bundled library
+    _check_control_plane(control_plane, problems)
+    for platform in defs.platforms.values():
+        _check_platform(defs, platform, problems)
+    for domain in defs.domains.values():
+        _check_domain(defs, domain, problems)
+    _check_project_ids(defs, problems)
+    for workload in defs.workloads.values():
+        _check_workload(defs, workload, problems)
+    for template in defs.templates.values():
+        _check_template(template, problems)
+    return defs
+
+
+def _single_control_plane(objects: list[Definition], problems: Problems) -> ControlPlane | None:
+    planes = [o for o in objects if isinstance(o, ControlPlane)]
+    if not planes:
+        where = objects[0].source if objects else Location("<definitions>", 0)
+        problems.add(where, "no ControlPlane definition found; exactly one is required")
+        return None
+    for extra in planes[1:]:
+        problems.add(
+            extra.locate("metadata.name"),
+            f"a second ControlPlane ({extra.name!r}); exactly one is allowed, the first is "
+            f"{planes[0].name!r} at {planes[0].source}",
+        )
+    return planes[0]
+
+
+def _add_unique(index: dict, key, obj: Definition, problems: Problems) -> None:
+    if key in index:
+        first = index[key]
+        problems.add(
+            obj.locate("metadata.name"),
+            f"duplicate {obj.KIND} {obj.name!r}; first defined at {first.source}",
+        )
+        return
+    index[key] = obj
+
+
+def _check_subset(
+    obj: Definition, field: str, values: list[str] | None, allowed: list[str], what: str,
+    problems: Problems,
+) -> None:
+    for i, value in enumerate(values or []):
+        if value not in allowed:
+            problems.add(obj.locate(f"{field}[{i}]"), f"{value!r} is not among the {what}")
+
+
+def _check_duplicates(obj: Definition, field: str, values: list[str], problems: Problems) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            problems.add(obj.locate(f"{field}[{i}]"), f"{value!r} is listed twice")
+        seen.add(value)
+
+
+def _check_groups(obj: Definition, field: str, groups, problems: Problems) -> None:
+    _check_duplicates(obj, field, [g.group for g in groups], problems)
+
+
+def _check_folder_name(obj: Definition, display_name: str | None, problems: Problems) -> None:
+    name = display_name or obj.name
+    problem = names.folder_display_name_problem(name)
+    if problem:
+        field = "spec.displayName" if display_name else "metadata.name"
+        problems.add(obj.locate(field), problem)
+
+
+def _check_control_plane(cp: ControlPlane, problems: Problems) -> None:
+    envs = cp.environment_names
+    _check_duplicates(cp, "spec.environments", envs, problems)
+    _check_duplicates(cp, "spec.services", cp.spec.services, problems)
+    _check_groups(cp, "spec.groups", cp.spec.groups, problems)
+    _check_folder_name(cp, cp.spec.display_name, problems)
+    project_id = cp.spec.gcp.project_id or naming.control_plane_project_id(
+        cp.spec.gcp.project_id_prefix, cp.name
+    )
+    problem = names.project_id_problem(project_id)
+    if problem:
+        problems.add(cp.locate("spec.gcp.projectId" if cp.spec.gcp.project_id else "metadata.name"), problem)
+
+
+def _check_platform(defs: Definitions, platform: Platform, problems: Problems) -> None:
+    cp = defs.control_plane
+    _check_folder_name(platform, platform.spec.display_name, problems)
+    _check_subset(platform, "spec.services", platform.spec.services, cp.spec.services,
+                  "control plane's services", problems)
+    _check_groups(platform, "spec.groups", platform.spec.groups, problems)
+
+
+def _check_domain(defs: Definitions, domain: Domain, problems: Problems) -> None:
+    cp = defs.control_plane
+    platform = defs.platforms.get(domain.spec.platform)
+    if platform is None:
+        problems.add(domain.locate("spec.platform"), f"platform {domain.spec.platform!r} is not defined")
+    _check_folder_name(domain, domain.spec.display_name, problems)
+    _check_groups(domain, "spec.groups", domain.spec.groups, problems)
+    _check_duplicates(domain, "spec.workloads", domain.spec.workloads, problems)
+    envs = domain.spec.environments
+    if envs is not None:
+        _check_subset(domain, "spec.environments", envs, cp.environment_names,
+                      "control plane's environments", problems)
+        known = [e for e in envs if e in cp.environment_names]
+        in_order = [e for e in cp.environment_names if e in known]
+        if known != in_order:
+            problems.add(
+                domain.locate("spec.environments"),
+                f"environments must follow the control plane's order {cp.environment_names} "
+                f"(got {envs})",
+            )
+        if not envs:
+            problems.add(domain.locate("spec.environments"), "a domain needs at least one environment")
+    allowed = platform.spec.services if platform and platform.spec.services is not None else cp.spec.services
+    _check_subset(domain, "spec.services", domain.spec.services, allowed,
+                  "platform's services", problems)
+    domain_envs = defs.domain_environments(domain)
+    for env in domain.spec.project_ids:
+        if env not in domain_envs:
+            problems.add(domain.locate(f"spec.projectIds.{env}"), f"{env!r} is not an environment of this domain")
+    ci_sa = naming.ci_service_account_id(domain.name)
+    problem = names.service_account_id_problem(ci_sa)
+    if problem:
+        problems.add(domain.locate("metadata.name"), f"{problem} (the domain's CI service account)")
+
+
+def project_id_for(defs: Definitions, domain: Domain, environment: str) -> str:
+    """The GCP project ID of a domain environment: the override, or the default scheme."""
+    override = domain.spec.project_ids.get(environment)
+    if override:
+        return override
+    return naming.default_project_id(defs.control_plane.spec.gcp.project_id_prefix, domain.name, environment)
+
+
+def _check_project_ids(defs: Definitions, problems: Problems) -> None:
+    cp = defs.control_plane
+    seen: dict[str, str] = {}
+    cp_project = cp.spec.gcp.project_id or naming.control_plane_project_id(cp.spec.gcp.project_id_prefix, cp.name)
+    seen[cp_project] = "the control plane"
+    for domain in defs.domains.values():
+        for env in defs.domain_environments(domain):
+            project_id = project_id_for(defs, domain, env)
+            field = f"spec.projectIds.{env}" if env in domain.spec.project_ids else "metadata.name"
+            problem = names.project_id_problem(project_id)
+            if problem:
+                problems.add(domain.locate(field), problem)
+            elif env not in project_id and env not in domain.spec.project_ids:
+                problems.add(domain.locate(field), f"project ID {project_id!r} must include the environment")
+            owner = f"domain {domain.name!r} environment {env!r}"
+            if project_id in seen:
+                problems.add(domain.locate(field), f"project ID {project_id!r} is also used by {seen[project_id]}")
+            seen.setdefault(project_id, owner)
+
+
+def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -> None:
+    spec = workload.spec
+    domain = defs.domains.get(spec.domain)
+    if domain is None:
+        problems.add(workload.locate("spec.domain"), f"domain {spec.domain!r} is not defined")
+        return
+    if domain.spec.platform != spec.platform:
+        problems.add(
+            workload.locate("spec.platform"),
+            f"domain {domain.name!r} belongs to platform {domain.spec.platform!r}, not {spec.platform!r}",
+        )
+    problem = names.service_account_id_problem(naming.workload_service_account_id(workload.name))
+    if problem:
+        problems.add(workload.locate("metadata.name"), f"{problem} (the workload's service account)")
+    envs = defs.domain_environments(domain)
+    for env in spec.environments:
+        if env not in envs:
+            problems.add(workload.locate(f"spec.environments.{env}"),
+                          f"{env!r} is not an environment of domain {domain.name!r} ({envs})")
+    for env in envs[1:]:
+        image = _effective_image(workload, env)
+        if image and "@sha256:" not in image:
+            field = f"spec.environments.{env}.image" if env in spec.environments and spec.environments[env].image else "spec.image"
+            problems.add(workload.locate(field),
+                         f"image must be pinned by digest (@sha256:...) in environment {env!r}: only "
+                         f"the first environment ({envs[0]!r}) may run a tag")
+    for i, request in enumerate(spec.resources):
+        template = defs.templates.get(request.template)
+        if template is None:
+            problems.add(workload.locate(f"spec.resources[{i}].template"),
+                         f"resource template {request.template!r} does not exist "
+                         f"(known: {', '.join(sorted(defs.templates))})")
+        else:
+            if request.access not in template.spec.access:
+                problems.add(workload.locate(f"spec.resources[{i}].access"),
+                             f"template {template.name!r} offers access {sorted(template.spec.access)}, "
+                             f"not {request.access!r}")
+            missing = sorted(set(template.spec.services) - set(defs.services(domain)))
+            if missing:
+                problems.add(workload.locate(f"spec.resources[{i}].template"),
+                             f"template {template.name!r} needs {', '.join(missing)}, which domain "
+                             f"{domain.name!r} does not enable")
+    for i, dep in enumerate(spec.dependencies):
+        _check_dependency(defs, workload, i, dep, problems)
+
+
+def _effective_image(workload: Workload, env: str) -> str | None:
+    override = workload.spec.environments.get(env)
+    return (override.image if override and override.image else None) or workload.spec.image
+
+
+def _check_dependency(defs: Definitions, workload: Workload, i: int, dep, problems: Problems) -> None:
+    target_domain = dep.domain or workload.spec.domain
+    target = defs.workloads.get((target_domain, dep.workload))
+    where = workload.locate(f"spec.dependencies[{i}]")
+    if target is None:
+        problems.add(where, f"workload {dep.workload!r} in domain {target_domain!r} is not defined")
+        return
+    if target is workload:
+        problems.add(where, "a workload cannot depend on itself")
+        return
+    if not visibility_admits(
+        target.spec.ingress.visibility,
+        target_platform=target.spec.platform, target_domain=target.spec.domain,
+        caller_platform=workload.spec.platform, caller_domain=workload.spec.domain,
+    ):
+        problems.add(
+            where,
+            f"{target_domain}/{dep.workload} has visibility {target.spec.ingress.visibility!r}, "
+            f"which does not admit callers from {workload.spec.platform}/{workload.spec.domain}",
+        )
+
+
+def _check_template(template: ResourceTemplate, problems: Problems) -> None:
+    from konfig.compile.templates import check_template  # the template engine owns its rules
+
+    problems.extend(check_template(template))
+
+
+__all__ = ["validate_definitions", "project_id_for"]
