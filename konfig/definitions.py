@@ -21,6 +21,13 @@ class Definitions:
     domains: dict[str, Domain] = field(default_factory=dict)
     workloads: dict[tuple[str, str], Workload] = field(default_factory=dict)
     templates: dict[str, ResourceTemplate] = field(default_factory=dict)
+    #: Per-environment instances ``(domain, name, environment) -> Workload``, as the cluster
+    #: holds them (CI applies a Workload into each domain-environment namespace, with that
+    #: environment's image). When ``instances_only`` is set, a workload is rendered only in the
+    #: environments that have an instance; otherwise ``workloads`` is used for every
+    #: environment not overridden here.
+    workload_instances: dict[tuple[str, str, str], Workload] = field(default_factory=dict)
+    instances_only: bool = False
 
     def domain_environments(self, domain: Domain) -> list[str]:
         """The domain's environments, in the control plane's order."""
@@ -41,6 +48,13 @@ class Definitions:
         if platform is not None and platform.spec.services is not None:
             return list(platform.spec.services)
         return list(self.control_plane.spec.services)
+
+    def workload_in(self, domain: str, name: str, environment: str) -> Workload | None:
+        """The workload as it runs in ``environment`` (its instance there, if any)."""
+        instance = self.workload_instances.get((domain, name, environment))
+        if instance is not None or self.instances_only:
+            return instance
+        return self.workloads.get((domain, name))
 
     def workloads_of(self, domain: str) -> list[Workload]:
         """Workloads of one domain, sorted by name."""

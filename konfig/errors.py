@@ -66,6 +66,9 @@ class Problems:
 
     def __init__(self) -> None:
         self._items: list[Problem] = []
+        #: Kinds of which at least one document failed validation (so later checks do not
+        #: also complain that such a definition is missing).
+        self.invalid_kinds: set[str] = set()
 
     def add(self, location: Location, message: str) -> None:
         self._items.append(Problem(location, message))

@@ -137,6 +137,7 @@ def _to_model(doc: YamlDocument, shown: str, problems: Problems) -> Definition |
     try:
         obj = model.model_validate(data)
     except ValidationError as err:
+        problems.invalid_kinds.add(kind)
         for e in err.errors():
             field = _field_path(data, e["loc"])
             line = _line_of(doc.lines, field, doc.line)

@@ -58,6 +58,8 @@ def validate_definitions(
 def _single_control_plane(objects: list[Definition], problems: Problems) -> ControlPlane | None:
     planes = [o for o in objects if isinstance(o, ControlPlane)]
     if not planes:
+        if "ControlPlane" in problems.invalid_kinds:
+            return None  # it exists but is invalid; its problems are reported already
         where = objects[0].source if objects else Location("<definitions>", 0)
         problems.add(where, "no ControlPlane definition found; exactly one is required")
         return None

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from konfig.commands.render import plan_tree, problems_text
-from konfig.errors import DefinitionError
+from konfig.errors import DefinitionError, Location, Problem
 
 out = Console()
 err = Console(stderr=True)
@@ -73,11 +73,9 @@ def plan(
     ] = True,
 ) -> None:
     """Show what Konfig would build in GCP, GitLab and the cluster (offline)."""
-    from konfig.kcc_schema import validate_objects
-
     _, state = compile_or_exit(path)
     if check_schemas:
-        problems = validate_objects(state.kubernetes)
+        problems = schema_problems(state.kubernetes)
         if problems:
             report_problems(DefinitionError(problems))
             raise typer.Exit(1)
@@ -91,6 +89,21 @@ def plan(
         sys.stdout.write("\n")
         return
     out.print(plan_tree(state))
+
+
+def schema_problems(objects) -> list[Problem]:
+    """Every Config Connector object checked against its CRD (unknown fields included); one
+    problem per message, located by the object's namespace/kind/name."""
+    from konfig.kcc_schema import validate_object
+
+    problems = []
+    for obj in objects:
+        if not obj["apiVersion"].split("/")[0].endswith(".cnrm.cloud.google.com"):
+            continue
+        meta = obj["metadata"]
+        where = Location("<rendered>", 0, f"{meta.get('namespace', '')}/{obj['kind']}/{meta['name']}")
+        problems += [Problem(where, message) for message in validate_object(obj)]
+    return problems
 
 
 def schema(

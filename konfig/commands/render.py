@@ -60,13 +60,22 @@ def _gcp_tree(state: DesiredState) -> Tree:
             by_env[(labels[LABEL_DOMAIN], labels[LABEL_ENVIRONMENT])][o["kind"]] += 1
     root = Tree(f"[bold]GCP[/] ({len(folders)} folders, {len(projects)} projects, "
                 f"{len(kcc)} Config Connector objects)")
+    children: dict[str | None, list[str]] = defaultdict(list)
+    for name, folder in folders.items():
+        parent = folder["spec"].get("folderRef", {}).get("name")
+        children[parent if parent in folders else None].append(name)
     nodes: dict[str, Tree] = {}
-    for name, folder in folders.items():  # parents come first: folders are compiled top-down
-        parent_ref = folder["spec"].get("folderRef", {}).get("name")
-        where = nodes.get(parent_ref, root)
-        external = folder["spec"].get("organizationRef") or folder["spec"].get("folderRef")
-        suffix = f" [dim](in {external['external']})[/]" if "external" in (external or {}) else ""
-        nodes[name] = where.add(f"📁 [bold]{folder['spec']['displayName']}[/]{suffix}")
+
+    def add(parent_node: Tree, name: str) -> None:
+        folder = folders[name]
+        external = folder["spec"].get("organizationRef") or folder["spec"].get("folderRef") or {}
+        suffix = f" [dim](in {external['external']})[/]" if "external" in external else ""
+        nodes[name] = parent_node.add(f"📁 [bold]{folder['spec']['displayName']}[/]{suffix}")
+        for child in sorted(children[name], key=lambda c: folders[c]["spec"]["displayName"]):
+            add(nodes[name], child)
+
+    for top in sorted(children[None]):
+        add(root, top)
     for project in projects:
         labels = project["metadata"]["labels"]
         parent = nodes.get(project["spec"]["folderRef"]["name"], root)

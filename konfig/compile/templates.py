@@ -117,16 +117,28 @@ _KNOWN_FUNCTIONS = (
 _local = threading.local()
 
 
-def _base_context() -> cel.Context:
-    """A per-thread CEL context holding the function library (``cel.Context`` is not
-    thread-safe); renders only replace its variables."""
+def _context_with(variables: Mapping[str, Any]) -> cel.Context:
+    """The per-thread CEL context (``cel.Context`` is not thread-safe), holding the function
+    library and ``variables``.
+
+    Converting variables to CEL values dominates the cost of a render, and consecutive renders
+    share most roots (same control plane, domain, environment, often the same params), so only
+    the roots that differ from the previous render's (compared by value, against a private
+    copy) are converted again.
+    """
     ctx = getattr(_local, "ctx", None)
     if ctx is None:
         ctx = cel.Context()
         cel_stdlib.add_stdlib_to_context(ctx)
         for name, function in _CUSTOM_FUNCTIONS.items():
             ctx.add_function(name, function)
-        _local.ctx = ctx
+        _local.ctx, _local.last = ctx, {}
+    last: dict[str, Any] = _local.last
+    changed = {key: value for key, value in variables.items() if last.get(key, _FAILED) != value}
+    if changed:
+        ctx.update(changed)
+        for key, value in changed.items():
+            last[key] = _copy_json(value)
     return ctx
 
 
@@ -441,7 +453,8 @@ def _to_json(value: Any) -> Any:
         for key in value:
             if not isinstance(key, str):
                 raise TypeError(f"gives a map with a non-string key {key!r}")
-        return {key: _to_json(value[key]) for key in sorted(value)}
+        # A null value removes its field, as it does for a template's own fields.
+        return {key: _to_json(value[key]) for key in sorted(value) if value[key] is not None}
     if isinstance(value, (list, tuple)):
         return [_to_json(item) for item in value]
     if isinstance(value, datetime.timedelta):
@@ -524,6 +537,31 @@ def _merge_nodes(base: _Node, patch: _Node) -> _Node:
     return _Map(merged)
 
 
+def _without_nulls(node: _Node) -> _Node:
+    """The tree with ``null`` fields removed (after merging, where ``null`` meant "delete"):
+    in a rendered manifest a ``null`` value means "leave the field out"."""
+    if isinstance(node, _Map):
+        items = {
+            key: _without_nulls(child)
+            for key, child in node.items.items()
+            if not (isinstance(child, _Const) and child.value is None)
+        }
+        return _Map(items)
+    if isinstance(node, _List):
+        return _List([_without_nulls(child) for child in node.items])
+    if isinstance(node, _Const) and node.mutable:
+        return _Const(_strip_nulls(node.value))
+    return node
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value]
+    return value
+
+
 def _map_items(node: _Node) -> dict[str, _Node] | None:
     if isinstance(node, _Map):
         return node.items
@@ -598,7 +636,8 @@ def _plan(template: ResourceTemplate, keys: tuple[str, ...]) -> _Plan:
                 problems.extend((origin, issue) for issue in issues)
                 continue
             conditions.append((compile_expression(source), origin))
-        resources.append(_Resource(resource.id, index, tuple(conditions), trees[resource.id]))
+        tree = _without_nulls(trees[resource.id])
+        resources.append(_Resource(resource.id, index, tuple(conditions), tree))
     env = tuple(
         (name, _compile_value(value, f"spec.env.{name}", problems))
         for name, value in spec.env.items()
@@ -829,8 +868,7 @@ def _render(
     missing = [root for root in ROOTS if root not in variables]
     if missing:  # a compiler bug, not a user error: never render with a stale root
         raise ValueError(f"render context lacks {', '.join(missing)}")
-    ctx = _base_context()
-    ctx.update(variables)
+    ctx = _context_with(variables)
     scope = _Scope(ctx, template, who)
     rendered: dict[str, dict] = {}
     objects = []
@@ -1002,7 +1040,8 @@ def _check_parameters(template: ResourceTemplate, problems: list[Problem]) -> bo
         return False
     validator = cls(schema)
     defaults = schema_defaults(schema)
-    for error in validator.iter_errors(defaults):
+    # A required parameter without a default is the workload's to give: not a template error.
+    for error in _non_required_errors(validator, defaults):
         field = _field(["spec", "parameters", "properties", *error.absolute_path])
         problems.append(
             Problem(template.locate(field), f"parameter defaults are invalid: {error.message}")
@@ -1011,9 +1050,9 @@ def _check_parameters(template: ResourceTemplate, problems: list[Problem]) -> bo
         if not variant.params:
             continue
         merged = _merge_params(defaults, variant.params)
-        for error in validator.iter_errors(merged):
+        for error in _non_required_errors(validator, merged):
             if error.absolute_path and error.absolute_path[0] not in variant.params:
-                continue  # reported above, or a required parameter the workload must give
+                continue  # a default's problem, reported above
             field = _field(["spec", "environments", key, "params", *error.absolute_path])
             problems.append(
                 Problem(
@@ -1024,10 +1063,32 @@ def _check_parameters(template: ResourceTemplate, problems: list[Problem]) -> bo
     return True
 
 
+def _non_required_errors(validator: Any, instance: Any) -> list[Any]:
+    return [
+        error
+        for error in validator.iter_errors(instance)
+        if not (error.validator == "required" and not error.absolute_path)
+    ]
+
+
+def sample_params(template: ResourceTemplate) -> dict[str, Any]:
+    """Values for the template's required parameters that have no default, taken from their
+    JSON-Schema ``examples`` (the first one): what :func:`check_template` renders with."""
+    schema = template.spec.parameters
+    properties = schema.get("properties") or {}
+    defaults = schema_defaults(schema)
+    out = {}
+    for name in schema.get("required") or ():
+        examples = (properties.get(name) or {}).get("examples")
+        if name not in defaults and isinstance(examples, list) and examples:
+            out[name] = examples[0]
+    return out
+
+
 def _dry_render(template: ResourceTemplate) -> list[Problem]:
     """Render every access mode with :func:`sample_context` in the environments the variants
-    distinguish; a template whose defaults need workload params is rendered only as far as
-    its params allow."""
+    distinguish, with :func:`sample_params`; a template that needs params from the workload
+    and gives no ``examples`` for them is not dry-rendered."""
     environments = [Environment(name="dev"), Environment(name="prod", production=True)]
     for key in template.spec.environments:
         if key not in (PRODUCTION, NONPRODUCTION):
@@ -1037,7 +1098,9 @@ def _dry_render(template: ResourceTemplate) -> list[Problem]:
     for environment in environments:
         for access in sorted(template.spec.access):
             context = sample_context(template, environment, access=access)
-            request = ResourceRequest(name="data", template=template.name, access=access)
+            request = ResourceRequest(
+                name="data", template=template.name, access=access, params=sample_params(template)
+            )
             kind = "production" if environment.production else "non-production"
             who = f"sample {kind} environment {environment.name!r}, access {access!r}"
             plan = _plan(template, variant_keys(template, environment))

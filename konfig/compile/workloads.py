@@ -79,9 +79,12 @@ def _key(t: Target) -> tuple[str, str, str]:
 
 def _targets(ctx: CompileContext, problems: Problems) -> list[Target]:
     targets = []
-    for (domain_name, _), workload in sorted(ctx.defs.workloads.items()):
+    for (domain_name, name) in sorted(ctx.defs.workloads):
         domain = ctx.defs.domains[domain_name]
         for env in ctx.domain_environments(domain):
+            workload = ctx.defs.workload_in(domain_name, name, env.name)
+            if workload is None:
+                continue  # not deployed to this environment yet
             try:
                 spec = workload.spec_for(env.name)
             except Exception as err:  # pydantic.ValidationError of a merged override

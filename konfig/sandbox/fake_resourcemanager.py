@@ -167,7 +167,9 @@ class FakeResourceManager:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -217,6 +219,11 @@ class FakeResourceManager:
             project = self._new_project(project_id, parent, labels or {}, "")
             self._state.projects[project.name.split("/")[1]] = project
             return project.name.split("/")[1]
+
+    def add_billing_account(self, account: str, open_: bool = True) -> None:
+        """Make ``billingAccounts/<account>`` exist (open or closed)."""
+        with self._lock:
+            self._state.billing_accounts[f"billingAccounts/{account}"] = open_
 
     def link_billing(self, project_id: str, account: str) -> None:
         """Link ``project_id`` to ``billingAccounts/<account>`` at once."""
@@ -795,6 +802,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     owner: FakeResourceManager
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms stalls
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
