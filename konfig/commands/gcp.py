@@ -16,8 +16,6 @@ from rich.table import Table
 
 from konfig.commands.core import DirArg, load_or_exit
 
-out = Console()
-err = Console(stderr=True)
 
 _ENDPOINT_HELP = "Emulator endpoint (tests, sandbox); unset: the real API."
 ResourceManagerOpt = Annotated[
@@ -51,8 +49,11 @@ def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
 
 
-def _target_and_clients(path: Path, rm: str | None, su: str | None, billing: str | None,
-                        iam: str | None):
+def _target_and_clients(
+    err: Console, path: Path, rm: str | None, su: str | None, billing: str | None, iam: str | None
+):
+    """Load the ControlPlane from ``path`` and connect; exit 1 on bad definitions or no
+    credentials."""
     from google.auth.exceptions import DefaultCredentialsError
 
     from konfig.gcp.clients import Endpoints, connect
@@ -82,33 +83,42 @@ def bootstrap(
     Idempotent and additive: prints the plan, applies it, and prints the project number to put
     in spec.gcp.projectNumber. Exit 1 if a step failed or the plan is blocked.
     """
-    from google.api_core.exceptions import GoogleAPICallError
-
     from konfig.gcp import bootstrap as gcp_bootstrap
 
+    out, err = Console(), Console(stderr=True)  # per run: reads the terminal width now
     defs, target, clients = _target_and_clients(
-        path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
     )
     try:
-        try:
-            observed = gcp_bootstrap.observe(clients, target)
-        except GoogleAPICallError as error:
-            err.print(f"[red]error:[/] cannot read the current state: {error.message or error}")
-            err.print("run `konfig doctor` for what is missing")
-            raise typer.Exit(1) from None
-        plan = gcp_bootstrap.diff(target, observed)
-        _print_plan(plan)
+        plan = _plan_or_exit(err, clients, target)
+        _print_plan(out, err, plan)
         if plan.blockers or dry_run or not plan.steps:
             if dry_run and not plan.blockers:
                 out.print("[yellow]dry run:[/] nothing changed")
-            _print_project_number(defs, target, observed.project.number if observed.project else None)
+            project = plan.observed.project
+            _print_project_number(out, defs, target, project.number if project else None)
             raise typer.Exit(1 if plan.blockers else 0)
         report = gcp_bootstrap.apply(clients, plan)
     finally:
         clients.close()
-    _print_report(report)
-    _print_project_number(defs, target, report.project_number)
+    _print_report(out, err, report)
+    _print_project_number(out, defs, target, report.project_number)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _plan_or_exit(err: Console, clients, target):
+    """Observe and diff; on an API error print it and exit 1."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from konfig.gcp import bootstrap as gcp_bootstrap
+
+    try:
+        observed = gcp_bootstrap.observe(clients, target)
+    except GoogleAPICallError as error:
+        err.print(f"[red]error:[/] cannot read the current state: {error.message or error}")
+        err.print("run `konfig doctor` for what is missing")
+        raise typer.Exit(1) from None
+    return gcp_bootstrap.diff(target, observed)
 
 
 def doctor(
@@ -123,8 +133,9 @@ def doctor(
     MISSING."""
     from konfig.gcp.doctor import missing, run_checks
 
+    out, err = Console(), Console(stderr=True)
     _, target, clients = _target_and_clients(
-        path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
     )
     try:
         results = run_checks(clients, target)
@@ -145,7 +156,7 @@ def doctor(
     out.print(f"[green]all {len(results)} checks passed[/] (UNKNOWN ones could not be checked)")
 
 
-def _print_plan(plan) -> None:
+def _print_plan(out: Console, err: Console, plan) -> None:
     target = plan.target
     out.print(
         f"Bootstrap of control plane [bold]{target.control_plane}[/]: folder "
@@ -166,7 +177,7 @@ def _print_plan(plan) -> None:
     out.print(table)
 
 
-def _print_report(report) -> None:
+def _print_report(out: Console, err: Console, report) -> None:
     table = Table(title="result")
     for column in ("Action", "Outcome", "Message"):
         table.add_column(column, overflow="fold")
@@ -174,13 +185,17 @@ def _print_report(report) -> None:
         style = _OUTCOME_STYLE[result.outcome.value]
         table.add_row(result.step.action.value, f"[{style}]{result.outcome.value}[/]", result.message)
     out.print(table)
+    for result in report.results:
+        if result.outcome.value == "failed":
+            err.print(f"[red]error:[/] {result.step.action.value} {result.step.target}: "
+                      f"{result.message}", soft_wrap=True)
 
 
-def _print_project_number(defs, target, number: str | None) -> None:
+def _print_project_number(out: Console, defs, target, number: str | None) -> None:
     if number is None:
         return
     out.print(f"Project number: [bold]{number}[/]")
     if target.project_number != number:
-        where = defs.control_plane.source
-        out.print(f'set spec.gcp.projectNumber: "{number}" in {where.file} (ControlPlane '
-                  f"{target.control_plane})")
+        where = defs.control_plane.locate("spec.gcp")
+        out.print(f'set spec.gcp.projectNumber: "{number}" in {where.file}:{where.line} '
+                  f"(ControlPlane {target.control_plane})")

@@ -6,16 +6,16 @@ Each command is one function, added to the root app by :func:`register`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from konfig.kube import crds as crd_generator
 
-
-def crds_command(
-    output_dir: Path | None = typer.Option(
-        None,
+OutputDir = Annotated[
+    Path | None,
+    typer.Option(
         "--output-dir",
         "-o",
         help=(
@@ -24,7 +24,10 @@ def crds_command(
             "YAML stream to stdout (pipe it to `kubectl apply --server-side -f -`)."
         ),
     ),
-) -> None:
+]
+
+
+def crds_command(output_dir: OutputDir = None) -> None:
     """Print (or write) the CustomResourceDefinitions of konfig.dev/v1alpha1, generated from
     the definitions models."""
     definitions = crd_generator.all_crds()

@@ -7,6 +7,9 @@ identities), :mod:`.namespaces` (cluster namespaces, contexts, RBAC), :mod:`.wor
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
+
 from konfig.compile.state import DesiredState, KubeObject, object_key
 from konfig.definitions import Definitions
 
@@ -47,12 +50,13 @@ def compile_definitions(defs: Definitions) -> DesiredState:
     from konfig.compile.workloads import compile_workloads
 
     ctx = CompileContext(defs)
-    objects = [
-        *compile_namespaces(ctx),
-        *compile_hierarchy(ctx),
-        *compile_access(ctx),
-        *compile_workloads(ctx),
-    ]
+    with _gc_paused():
+        objects = [
+            *compile_namespaces(ctx),
+            *compile_hierarchy(ctx),
+            *compile_access(ctx),
+            *compile_workloads(ctx),
+        ]
     _check_unique(objects)
     objects.sort(key=apply_order)
     if not ctx.project_number:
@@ -66,6 +70,19 @@ def compile_definitions(defs: Definitions) -> DesiredState:
         gitlab=compile_gitlab(ctx),
         notes=tuple(sorted(set(ctx.notes))),
     )
+
+
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector while building hundreds of thousands of small,
+    acyclic dicts: its generation scans would otherwise cost ~20% of a large compile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _check_unique(objects: list[KubeObject]) -> None:

@@ -3,7 +3,6 @@ each with its own ConfigConnectorContext, and RBAC for the domain's CI identity.
 
 from __future__ import annotations
 
-from konfig import API_GROUP
 from konfig.compile import naming
 from konfig.compile.access import ci_service_account_email
 from konfig.compile.context import CompileContext
@@ -13,12 +12,11 @@ from konfig.model import Domain
 
 CCC_API = "core.cnrm.cloud.google.com/v1beta1"
 RBAC_API = "rbac.authorization.k8s.io/v1"
-CI_ROLE = "konfig-ci"
 
 
 def compile_namespaces(ctx: CompileContext) -> list[KubeObject]:
     """Namespace + ConfigConnectorContext for the control plane and each domain environment,
-    plus the CI Role/RoleBinding in each domain environment."""
+    plus RoleBindings for the domain's CI identity and groups in each domain environment."""
     cp_sa = naming.service_account_email(naming.CONTROL_PLANE_SERVICE_ACCOUNT_ID, ctx.cp_project_id)
     labels = konfig_labels(ctx.cp_name)
     objects = [
@@ -55,21 +53,31 @@ def _domain_environment(ctx: CompileContext, domain: Domain, environment: str) -
     return [
         _namespace(namespace, project_id, labels),
         _context(namespace, kcc_sa, labels),
-        # CI may apply Workloads here and read their status (promotion), nothing else.
-        kube_object(
-            RBAC_API, "Role", CI_ROLE, namespace=namespace, labels=labels,
-            rules=[
-                {"apiGroups": [API_GROUP], "resources": ["workloads"],
-                 "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-                {"apiGroups": [API_GROUP], "resources": ["workloads/status"], "verbs": ["get"]},
-            ],
-        ),
-        # GKE maps a Google service account's token to the Kubernetes user named by its
-        # email. Source: https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control
-        kube_object(
-            RBAC_API, "RoleBinding", CI_ROLE, namespace=namespace, labels=labels,
-            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CI_ROLE},
-            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                       "name": ci_service_account_email(ctx, domain.name)}],
-        ),
+        # CI may apply Workloads here and read their status (promotion), nothing else. GKE maps
+        # a Google service account's token to the Kubernetes user named by its email. Source:
+        # https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control
+        _role_binding(namespace, "konfig-ci", naming.CLUSTER_ROLE_WORKLOAD_DEPLOYER, labels,
+                      [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                        "name": ci_service_account_email(ctx, domain.name)}]),
+        # Humans of the domain (and above) may read what Konfig made here; Google Groups for
+        # RBAC names a group subject by its email. Source:
+        # https://cloud.google.com/kubernetes-engine/docs/how-to/google-groups-rbac
+        _role_binding(namespace, "konfig-viewers", naming.CLUSTER_ROLE_VIEWER, labels,
+                      [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
+                       for g in _groups_above(ctx, domain)]),
     ]
+
+
+def _role_binding(namespace: str, name: str, cluster_role: str, labels, subjects) -> KubeObject:
+    return kube_object(
+        RBAC_API, "RoleBinding", name, namespace=namespace, labels=labels,
+        roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+        subjects=subjects,
+    )
+
+
+def _groups_above(ctx: CompileContext, domain: Domain) -> list[str]:
+    """Every group with a role on the domain: its own, its platform's, the control plane's."""
+    platform = ctx.defs.platforms.get(domain.spec.platform)
+    groups = [*ctx.cp.spec.groups, *(platform.spec.groups if platform else []), *domain.spec.groups]
+    return sorted({g.group for g in groups})

@@ -20,6 +20,11 @@ CONTROL_PLANE_SERVICE_ACCOUNT_ID = "konfig-controller"
 WORKLOAD_IDENTITY_POOL = "gitlab"
 WORKLOAD_IDENTITY_PROVIDER = "gitlab"
 
+#: ClusterRoles installed by the Helm chart (charts/konfig) and bound per domain-environment
+#: namespace: the operator holds `bind` on exactly these, so it never needs `escalate`.
+CLUSTER_ROLE_WORKLOAD_DEPLOYER = "konfig-workload-deployer"
+CLUSTER_ROLE_VIEWER = "konfig-viewer"
+
 #: Names of the GitLab CI/CD variables Konfig sets on each domain group. The first four are
 #: scoped to one GitLab environment (named like the Konfig environment).
 CI_VAR_GCP_PROJECT = "KONFIG_GCP_PROJECT"

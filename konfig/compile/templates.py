@@ -663,7 +663,10 @@ def _condition_source(condition: str) -> str:
     """An ``includeWhen`` entry may be written ``${expr}`` (as in kro) or as bare CEL."""
     text = condition.strip()
     if text.startswith("${") and text.endswith("}"):
-        parts = split_expressions(text) if has_expression(text) else []
+        try:
+            parts = split_expressions(text)
+        except ExpressionSyntaxError:
+            return text  # CEL will report the syntax error
         if len(parts) == 1 and isinstance(parts[0], tuple):
             return parts[0][0]
     return text

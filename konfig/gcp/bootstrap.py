@@ -179,8 +179,7 @@ def diff(target: BootstrapTarget, observed: Observed) -> BootstrapPlan:
     folder = observed.folder or NEW_FOLDER
     if observed.folder is None:
         steps.append(
-            Step(Action.CREATE_FOLDER, f"{target.parent}/{target.folder_display_name!r}",
-                 f"display name {target.folder_display_name!r} under {target.parent}")
+            Step(Action.CREATE_FOLDER, repr(target.folder_display_name), f"under {target.parent}")
         )
     project = observed.project
     project_ref = f"projects/{target.project_id}" if project else NEW_PROJECT
@@ -336,8 +335,9 @@ def _create_folder(clients: GcpClients, target: BootstrapTarget, ctx: _Context, 
     try:
         operation = clients.folders.create_folder(folder=folder)
         created = operation.result(polling=clients.polling)
-    except api_exceptions.FailedPrecondition:
-        # Someone created it since we looked: adopt theirs rather than fail or duplicate.
+    except api_exceptions.BadRequest:
+        # FAILED_PRECONDITION (400 over REST) when the display name is taken: someone created
+        # it since we looked. Adopt theirs rather than fail or duplicate.
         existing = lookups.find_folder(clients, target.parent, target.folder_display_name)
         if existing is None:
             raise

@@ -94,25 +94,74 @@ READY_CONDITION = '.status.conditions[?(@.type=="Ready")]'
 #: https://kubernetes.io/docs/reference/kubernetes-api/extend-resources/custom-resource-definition-v1/#JSONSchemaProps
 KUBERNETES_FORMATS = frozenset(
     {
-        "bsonobjectid", "uri", "email", "hostname", "ipv4", "ipv6", "cidr", "mac", "uuid",
-        "uuid3", "uuid4", "uuid5", "isbn", "isbn10", "isbn13", "creditcard", "ssn", "hexcolor",
-        "rgbcolor", "byte", "password", "date", "duration", "datetime", "date-time",
-        "int32", "int64", "float", "double",
+        "bsonobjectid",
+        "uri",
+        "email",
+        "hostname",
+        "ipv4",
+        "ipv6",
+        "cidr",
+        "mac",
+        "uuid",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "isbn",
+        "isbn10",
+        "isbn13",
+        "creditcard",
+        "ssn",
+        "hexcolor",
+        "rgbcolor",
+        "byte",
+        "password",
+        "date",
+        "duration",
+        "datetime",
+        "date-time",
+        "int32",
+        "int64",
+        "float",
+        "double",
     }
 )
 
 #: JSON Schema keywords copied as they are (they mean the same in OpenAPI v3.0).
 _PLAIN_KEYWORDS = (
-    "description", "enum", "pattern", "minLength", "maxLength", "minimum", "maximum",
-    "multipleOf", "minItems", "maxItems", "minProperties", "maxProperties",
+    "description",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
 )
 #: Keywords that only annotate; dropped.
 _DROPPED_KEYWORDS = frozenset({"title", "examples", "$schema", "$comment", "propertyNames"})
 _HANDLED_KEYWORDS = frozenset(
     {
-        "$ref", "$defs", "anyOf", "allOf", "oneOf", "const", "type", "properties", "required",
-        "additionalProperties", "patternProperties", "items", "default", "format",
-        "exclusiveMinimum", "exclusiveMaximum", "uniqueItems",
+        "$ref",
+        "$defs",
+        "anyOf",
+        "allOf",
+        "oneOf",
+        "const",
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "items",
+        "default",
+        "format",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "uniqueItems",
     }
 )
 _SCALAR_TYPES = frozenset({"string", "integer", "number", "boolean"})
@@ -133,10 +182,15 @@ def structural_schema(json_schema: JsonSchema) -> JsonSchema:
     return _convert(json_schema, json_schema.get("$defs", {}), path="", seen=())
 
 
-def _convert(node: JsonSchema, defs: dict[str, JsonSchema], path: str, seen: tuple[str, ...]) -> JsonSchema:
+Defs = dict[str, JsonSchema]
+
+
+def _convert(node: JsonSchema, defs: Defs, path: str, seen: tuple[str, ...]) -> JsonSchema:
     unknown = set(node) - _HANDLED_KEYWORDS - _DROPPED_KEYWORDS - set(_PLAIN_KEYWORDS)
     if unknown:
-        raise ValueError(f"{path or '<root>'}: unsupported JSON Schema keyword(s) {sorted(unknown)}")
+        raise ValueError(
+            f"{path or '<root>'}: unsupported JSON Schema keyword(s) {sorted(unknown)}"
+        )
 
     if "$ref" in node:
         return _convert_ref(node, defs, path, seen)
@@ -195,7 +249,7 @@ def _ordered(node: JsonSchema) -> JsonSchema:
     return {**head, **{k: v for k, v in node.items() if k not in head}}
 
 
-def _convert_ref(node: JsonSchema, defs: dict[str, JsonSchema], path: str, seen: tuple[str, ...]) -> JsonSchema:
+def _convert_ref(node: JsonSchema, defs: Defs, path: str, seen: tuple[str, ...]) -> JsonSchema:
     name = node["$ref"].rsplit("/", 1)[-1]
     if name in seen:
         raise ValueError(f"{path}: recursive reference to {name} cannot be inlined")
@@ -206,7 +260,7 @@ def _convert_ref(node: JsonSchema, defs: dict[str, JsonSchema], path: str, seen:
     return _convert({**defs[name], **siblings}, defs, path, (*seen, name))
 
 
-def _convert_union(node: JsonSchema, defs: dict[str, JsonSchema], path: str, seen: tuple[str, ...]) -> JsonSchema:
+def _convert_union(node: JsonSchema, defs: Defs, path: str, seen: tuple[str, ...]) -> JsonSchema:
     variants = node.get("anyOf") or node.get("oneOf") or node.get("allOf")
     non_null = [v for v in variants if v.get("type") != "null"]
     outer = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf", "allOf")}
@@ -225,7 +279,9 @@ def _convert_union(node: JsonSchema, defs: dict[str, JsonSchema], path: str, see
     return _ordered(out)
 
 
-def _convert_object(node: JsonSchema, out: JsonSchema, defs: dict[str, JsonSchema], path: str, seen: tuple[str, ...]) -> None:
+def _convert_object(
+    node: JsonSchema, out: JsonSchema, defs: Defs, path: str, seen: tuple[str, ...]
+) -> None:
     if node.get("properties"):
         out["properties"] = {
             name: _convert(sub, defs, f"{path}.{name}", seen)
@@ -250,7 +306,8 @@ def _convert_object(node: JsonSchema, out: JsonSchema, defs: dict[str, JsonSchem
 
 
 def _convert_exclusive_bounds(node: JsonSchema, out: JsonSchema) -> None:
-    """Draft 2020-12 ``exclusiveMinimum: 0`` → OpenAPI v3.0 ``minimum: 0, exclusiveMinimum: true``."""
+    """Draft 2020-12 ``exclusiveMinimum: 0`` → OpenAPI v3.0 ``minimum: 0`` with
+    ``exclusiveMinimum: true`` (and the same for maxima)."""
     for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         value = node.get(exclusive)
         if isinstance(value, bool):
@@ -275,7 +332,7 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _describe(variant: JsonSchema, defs: dict[str, JsonSchema]) -> str:
+def _describe(variant: JsonSchema, defs: Defs) -> str:
     if "$ref" in variant:
         ref = defs.get(variant["$ref"].rsplit("/", 1)[-1], {})
         return "an object (" + ", ".join(ref.get("properties", {})) + ")"
@@ -297,13 +354,21 @@ def status_schema() -> JsonSchema:
     kept as written (``x-kubernetes-preserve-unknown-fields``), so the operator can record, e.g.,
     the image and digest running in each environment of a Workload or the break-glass grants of
     a Domain without a CRD change.
-    Source: https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties
+
+    Sources: the conditions convention,
+    https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#typical-status-properties
+    and the field limits of ``metav1.Condition`` (type 316, reason 1024, message 32768
+    characters), https://pkg.go.dev/k8s.io/apimachinery/pkg/apis/meta/v1#Condition
     """
     condition = {
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": {"type": "string", "maxLength": 316, "description": "Ready, Reconciling or Stalled."},
+            "type": {
+                "type": "string",
+                "maxLength": 316,
+                "description": "Ready, Reconciling or Stalled.",
+            },
             "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
             "reason": {
                 "type": "string",
@@ -317,7 +382,9 @@ def status_schema() -> JsonSchema:
     }
     return {
         "type": "object",
-        "description": "Observed state, written by the Konfig operator through the status subresource.",
+        "description": (
+            "Observed state, written by the Konfig operator through the status subresource."
+        ),
         "x-kubernetes-preserve-unknown-fields": True,
         "properties": {
             "observedGeneration": {
@@ -334,7 +401,7 @@ def status_schema() -> JsonSchema:
             },
             "children": {
                 "type": "object",
-                "description": "Number of objects derived from this one, by kind (e.g. namespaces: 3).",
+                "description": "Objects derived from this one, counted by kind (namespaces: 3).",
                 "additionalProperties": {"type": "integer", "format": "int64", "minimum": 0},
             },
         },
@@ -379,7 +446,12 @@ def printer_columns(names: KindNames) -> list[dict[str, Any]]:
         {"name": "Reason", "type": "string", "jsonPath": f"{READY_CONDITION}.reason"},
         *({"name": n, "type": t, "jsonPath": p} for n, p, t in names.columns),
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Message", "type": "string", "jsonPath": f"{READY_CONDITION}.message", "priority": 1},
+        {
+            "name": "Message",
+            "type": "string",
+            "jsonPath": f"{READY_CONDITION}.message",
+            "priority": 1,
+        },
     ]
 
 

@@ -39,7 +39,7 @@ class GcpSettings(KonfigModel):
     billing_account: Annotated[str, StringConstraints(pattern=names.BILLING_ACCOUNT_RE)]
     default_region: Annotated[str, StringConstraints(pattern=r"^[a-z]+-[a-z]+[0-9]+$")]
     project_id_prefix: Annotated[
-        str, StringConstraints(pattern=r"^[a-z][-a-z0-9]*$", max_length=12)
+        str, StringConstraints(pattern=r"^([a-z][-a-z0-9]*)?$", max_length=12)
     ] = ""
     project_id: str | None = Field(
         default=None, description="Control-plane project ID; defaults to '<prefix><name>-cp'."

@@ -33,7 +33,11 @@ def chart():
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in patch.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -51,7 +55,9 @@ def render(chart: helm.Chart, **overrides: Any) -> list[dict[str, Any]]:
 
 
 def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    found = [
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
@@ -71,7 +77,9 @@ def operator_rules(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def allowed(rule_list: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
     return any(
-        group in r.get("apiGroups", []) and resource in r.get("resources", []) and verb in r["verbs"]
+        group in r.get("apiGroups", [])
+        and resource in r.get("resources", [])
+        and verb in r["verbs"]
         for r in rule_list
     )
 
@@ -117,7 +125,10 @@ def test_values_change_the_arguments(chart):
         "--metrics-port=9441",
     ):
         assert expected in args
-    assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {"health": 9440, "metrics": 9441}
+    assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {
+        "health": 9440,
+        "metrics": 9441,
+    }
 
 
 def test_probes_use_the_health_port_and_metrics_has_its_own(chart):
@@ -128,10 +139,14 @@ def test_probes_use_the_health_port_and_metrics_has_its_own(chart):
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     service = one(objects, "Service")
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert not any(o["kind"] == "Service" for o in render(chart, metrics={"service": {"enabled": False}}))
+    assert not any(
+        o["kind"] == "Service" for o in render(chart, metrics={"service": {"enabled": False}})
+    )
 
 
 def test_one_operator_at_a_time_unless_peering(chart):
@@ -142,7 +157,10 @@ def test_one_operator_at_a_time_unless_peering(chart):
     objects = render(chart, replicaCount=2, peering={"enabled": True, "name": "acme"})
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
-    assert "--peering=acme" in container(objects)["args"] and "--standalone" not in container(objects)["args"]
+    assert (
+        "--peering=acme" in container(objects)["args"]
+        and "--standalone" not in container(objects)["args"]
+    )
     assert allowed(operator_rules(objects), "kopf.dev", "clusterkopfpeerings", "patch")
     assert not allowed(operator_rules(render(chart)), "kopf.dev", "clusterkopfpeerings", "patch")
 
@@ -169,10 +187,18 @@ def test_pod_is_locked_down(chart):
 def test_service_account_carries_the_workload_identity_annotation(chart):
     objects = render(chart, serviceAccount={"annotations": {"team": "platform"}})
     account = one(objects, "ServiceAccount")
-    assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": GSA, "team": "platform"}
-    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    assert account["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": GSA,
+        "team": "platform",
+    }
+    assert (
+        one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        == account["metadata"]["name"]
+    )
     binding = one(objects, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
 
     other = "konfig-ops@other-cp.iam.gserviceaccount.com"
     account = one(render(chart, serviceAccount={"gcpServiceAccount": other}), "ServiceAccount")
@@ -242,7 +268,12 @@ def test_operator_watches_every_konfig_kind_and_writes_status(chart):
     konfig_rules = [r for r in operator if r["apiGroups"] == ["konfig.dev"]]
     main = next(r for r in konfig_rules if "/" not in r["resources"][0])
     assert sorted(main["resources"]) == sorted(plurals)
-    assert set(main["verbs"]) == {"get", "list", "watch", "patch"}  # never creates or deletes definitions
+    assert set(main["verbs"]) == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }  # never creates or deletes definitions
     status = next(r for r in konfig_rules if "/" in r["resources"][0])
     assert sorted(status["resources"]) == sorted(f"{p}/status" for p in plurals)
     assert "patch" in status["verbs"]
@@ -261,7 +292,9 @@ def test_operator_manages_namespaces_contexts_events_and_bindings(chart):
         assert allowed(operator, group, resource, verb), (group, resource, verb)
     # Deleting a namespace would delete every Config Connector object in it: off by default.
     assert not allowed(operator, "", "namespaces", "delete")
-    assert allowed(operator_rules(render(chart, rbac={"deleteNamespaces": True})), "", "namespaces", "delete")
+    assert allowed(
+        operator_rules(render(chart, rbac={"deleteNamespaces": True})), "", "namespaces", "delete"
+    )
     # No Roles are ever written, so no `escalate` is needed.
     assert not allowed(operator, "rbac.authorization.k8s.io", "roles", "create")
 
@@ -270,25 +303,45 @@ def test_operator_binds_only_the_charts_cluster_roles(chart):
     objects = render(chart, rbac={"extraBindableClusterRoles": ["acme-auditor"]})
     (bind,) = [r for r in operator_rules(objects) if "bind" in r["verbs"]]
     assert bind["verbs"] == ["bind"]
-    assert sorted(bind["resourceNames"]) == ["acme-auditor", "konfig-viewer", "konfig-workload-deployer"]
+    assert sorted(bind["resourceNames"]) == [
+        "acme-auditor",
+        "konfig-viewer",
+        "konfig-workload-deployer",
+    ]
     defined = {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"}
     assert {"konfig-viewer", "konfig-workload-deployer"} <= defined
     deployer = one(objects, "ClusterRole", "konfig-workload-deployer")["rules"]
     assert allowed(deployer, "konfig.dev", "workloads", "patch")
     assert not any(set(r["resources"]) - {"workloads", "workloads/status"} for r in deployer)
-    assert not any(set(r["verbs"]) - {"get", "list", "watch"} for r in one(objects, "ClusterRole", "konfig-viewer")["rules"])
+    assert not any(
+        set(r["verbs"]) - {"get", "list", "watch"}
+        for r in one(objects, "ClusterRole", "konfig-viewer")["rules"]
+    )
 
 
 def test_config_connector_rules_follow_values(chart):
     default = operator_rules(render(chart))
-    for group in ("resourcemanager", "serviceusage", "iam", "sql", "storage", "pubsub", "redis",
-                  "secretmanager", "firestore", "run", "orgpolicy"):
+    for group in (
+        "resourcemanager",
+        "serviceusage",
+        "iam",
+        "sql",
+        "storage",
+        "pubsub",
+        "redis",
+        "secretmanager",
+        "firestore",
+        "run",
+        "orgpolicy",
+    ):
         assert any(r["apiGroups"] == [f"{group}.cnrm.cloud.google.com"] for r in default), group
     assert allowed(default, "sql.cnrm.cloud.google.com", "sqlinstances", "delete")
     # IAMPolicy is authoritative (it would drop bindings Konfig does not own): never granted.
     assert not allowed(default, "iam.cnrm.cloud.google.com", "iampolicies", "create")
 
-    custom = operator_rules(render(chart, rbac={"configConnector": {"bigquery": ["bigquerydatasets"]}}))
+    custom = operator_rules(
+        render(chart, rbac={"configConnector": {"bigquery": ["bigquerydatasets"]}})
+    )
     assert allowed(custom, "bigquery.cnrm.cloud.google.com", "bigquerydatasets", "create")
     assert allowed(custom, "sql.cnrm.cloud.google.com", "sqlinstances", "create")  # maps merge
 

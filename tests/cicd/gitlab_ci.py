@@ -30,8 +30,8 @@ DATA = Path(__file__).resolve().parent / "data"
 #: Top-level keys that are not jobs (https://docs.gitlab.com/ci/yaml/#global-keywords).
 GLOBAL_KEYWORDS = frozenset(
     {"default", "include", "stages", "variables", "workflow", "image", "services", "cache",
-     "before_script", "after_script", "spec", "pages"}
-) - {"pages"}
+     "before_script", "after_script", "spec"}
+)
 
 Config = dict[str, Any]
 Job = dict[str, Any]
@@ -283,6 +283,10 @@ def create_pipeline(config: Config, variables: dict[str, str]) -> dict[str, Job]
                 raise PipelineError(f"{name}: needs {needed}, which runs in a later stage")
         include = (job.get("trigger") or {}).get("include") if isinstance(job.get("trigger"), dict) else None
         for item in include if isinstance(include, list) else []:
-            if "artifact" in item and item["job"] not in need_names(job):
-                raise PipelineError(f"{name}: artifact from {item['job']}, which it does not need")
+            if "artifact" not in item:
+                continue
+            source = jobs.get(item["job"])
+            earlier = source is not None and stages.index(source.get("stage", "test")) < stages.index(stage)
+            if item["job"] not in need_names(job) and not ("needs" not in job and earlier):
+                raise PipelineError(f"{name}: includes an artifact of {item['job']}, which it does not depend on")
     return jobs

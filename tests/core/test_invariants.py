@@ -178,14 +178,16 @@ def test_invoker_only_for_admitted_dependents(example_state, example_defs):
                        for d in w.spec.dependencies) for w in callers), (member, target)
 
 
-def test_ci_identity_may_only_apply_workloads(example_state):
-    roles = of_kind(example_state, "Role")
-    assert roles
-    for role in roles:
-        for rule in role["rules"]:
-            assert rule["apiGroups"] == ["konfig.dev"]
-            assert set(rule["resources"]) <= {"workloads", "workloads/status"}
-            assert "delete" not in rule["verbs"] and "*" not in rule["verbs"]
+def test_ci_identity_may_only_apply_workloads(example_state, example_defs):
+    bindings = [o for o in of_kind(example_state, "RoleBinding") if o["metadata"]["name"] == "konfig-ci"]
+    assert len(bindings) == sum(len(example_defs.domain_environments(d)) for d in example_defs.domains.values())
+    assert not of_kind(example_state, "Role")  # the operator never writes rules, only binds
+    for b in bindings:
+        domain = b["metadata"]["labels"][LABEL_DOMAIN]
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": naming.CLUSTER_ROLE_WORKLOAD_DEPLOYER}
+        [subject] = b["subjects"]
+        assert subject["kind"] == "User" and subject["name"].startswith(f"ci-{domain}@")
 
 
 def test_saml_links_follow_the_role_table(example_state, example_defs):

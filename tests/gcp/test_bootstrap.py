@@ -107,6 +107,17 @@ def test_folder_found_on_a_later_page_is_not_created_again(fakes, clients, targe
     assert fakes.rm.projects()[0].parent == existing
 
 
+def test_folder_created_by_someone_else_meanwhile_is_adopted(fakes, clients, target):
+    plan = diff(target, observe(clients, target))
+    theirs = fakes.rm.add_folder(ORG, "acme")  # between our look and our create
+
+    report = apply(clients, plan)
+
+    assert report.ok, report.results
+    assert report.results[0].outcome is Outcome.SKIPPED and report.folder == theirs
+    assert len(fakes.rm.folders()) == 1 and fakes.rm.projects()[0].parent == theirs
+
+
 def test_folder_policy_read_modify_write_survives_a_concurrent_change(fakes, clients, target):
     folder = fakes.rm.add_folder(ORG, "acme")
     fakes.rm.add_binding(folder, "roles/viewer", "group:auditors@acme.com")

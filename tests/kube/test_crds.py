@@ -37,11 +37,25 @@ JSON_SCHEMA_PROPS_FIELDS = frozenset(V1JSONSchemaProps.attribute_map.values())
 #: plus ones a structural schema must not need: junctors, which would need every field and
 #: type repeated outside them, and ``title``, which this project keeps out on purpose.
 FORBIDDEN = frozenset(
-    {"$ref", "$schema", "id", "definitions", "dependencies", "patternProperties", "additionalItems",
-     "anyOf", "allOf", "oneOf", "not", "title"}
+    {
+        "$ref",
+        "$schema",
+        "id",
+        "definitions",
+        "dependencies",
+        "patternProperties",
+        "additionalItems",
+        "anyOf",
+        "allOf",
+        "oneOf",
+        "not",
+        "title",
+    }
 )
 #: Root fields allowed when the status subresource is on (validation.go, allowedAtRootSchema).
-ALLOWED_AT_ROOT = frozenset({"type", "description", "properties", "required", "x-kubernetes-validations"})
+ALLOWED_AT_ROOT = frozenset(
+    {"type", "description", "properties", "required", "x-kubernetes-validations"}
+)
 PRINTER_COLUMN_TYPES = frozenset({"integer", "number", "string", "boolean", "date"})
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
@@ -55,7 +69,9 @@ def structural_problems(schema: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     extra_root = set(schema) - ALLOWED_AT_ROOT
     if extra_root:
-        problems.append(f"<root>: not allowed at the root with a status subresource: {sorted(extra_root)}")
+        problems.append(
+            f"<root>: not allowed at the root with a status subresource: {sorted(extra_root)}"
+        )
     if schema.get("type") != "object":
         problems.append("<root>: type must be object")
     _check_node(schema, "", problems)
@@ -63,7 +79,9 @@ def structural_problems(schema: dict[str, Any]) -> list[str]:
     if metadata is not None:
         allowed = {"name", "generateName"}
         if set(metadata.get("properties", {})) - allowed or set(metadata) - {"type", "properties"}:
-            problems.append("metadata: only metadata.name and metadata.generateName may be restricted")
+            problems.append(
+                "metadata: only metadata.name and metadata.generateName may be restricted"
+            )
     return problems
 
 
@@ -107,9 +125,16 @@ def _check_node(node: dict[str, Any], path: str, problems: list[str]) -> None:
         for key in node.get("x-kubernetes-list-map-keys", []):
             if key not in items.get("required", []):
                 problems.append(f"{where}: list-map key {key!r} must be required")
-            if items.get("properties", {}).get(key, {}).get("type") not in ("string", "integer", "boolean"):
+            if items.get("properties", {}).get(key, {}).get("type") not in (
+                "string",
+                "integer",
+                "boolean",
+            ):
                 problems.append(f"{where}: list-map key {key!r} must be a scalar")
-    if node.get("x-kubernetes-list-type") == "set" and node.get("items", {}).get("type") in ("object", "array"):
+    if node.get("x-kubernetes-list-type") == "set" and node.get("items", {}).get("type") in (
+        "object",
+        "array",
+    ):
         problems.append(f"{where}: a set holds scalars only")
     if "items" in node:
         if not isinstance(node["items"], dict):
@@ -133,7 +158,9 @@ def _as_json_schema(node: dict[str, Any], path: tuple[str, ...] = ()) -> dict[st
         if "enum" in node:
             out["enum"] = [*node["enum"], None]
     if "properties" in node:
-        out["properties"] = {k: _as_json_schema(v, (*path, k)) for k, v in node["properties"].items()}
+        out["properties"] = {
+            k: _as_json_schema(v, (*path, k)) for k, v in node["properties"].items()
+        }
     if isinstance(node.get("additionalProperties"), dict):
         out["additionalProperties"] = _as_json_schema(node["additionalProperties"], (*path, "*"))
     if isinstance(node.get("items"), dict):
@@ -150,7 +177,10 @@ def _validator(kind: str) -> jsonschema.Draft4Validator:
 
 
 def _errors(kind: str, document: dict[str, Any]) -> list[str]:
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(kind).iter_errors(document)]
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _validator(kind).iter_errors(document)
+    ]
 
 
 # --------------------------------------------------------------------------- samples
@@ -328,7 +358,9 @@ STATUS_SAMPLE = {
 }
 
 
-def _model_paths(schema: dict[str, Any], node: dict[str, Any], path: tuple[str, ...]) -> set[tuple[str, ...]]:
+def _model_paths(
+    schema: dict[str, Any], node: dict[str, Any], path: tuple[str, ...]
+) -> set[tuple[str, ...]]:
     """Every field path the model's JSON Schema defines; ``*`` is any map key, ``[]`` any item."""
     if "$ref" in node:
         return _model_paths(schema, schema["$defs"][node["$ref"].rsplit("/", 1)[-1]], path)
@@ -393,13 +425,21 @@ def test_crd_names_scope_versions_and_columns(kind):
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Reason"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].reason'
-    assert columns["Age"] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    assert columns["Age"] == {
+        "name": "Age",
+        "type": "date",
+        "jsonPath": ".metadata.creationTimestamp",
+    }
     for column in columns.values():
         assert column["type"] in PRINTER_COLUMN_TYPES and column["jsonPath"].startswith(".")
 
 
 def test_names_are_unique_across_kinds():
-    all_names = [n for d in crds.all_crds() for n in (d["spec"]["names"]["plural"], *d["spec"]["names"]["shortNames"])]
+    all_names = [
+        n
+        for d in crds.all_crds()
+        for n in (d["spec"]["names"]["plural"], *d["spec"]["names"]["shortNames"])
+    ]
     assert len(all_names) == len(set(all_names))
     assert [d["spec"]["names"]["kind"] for d in crds.all_crds()] == list(KINDS)
 
@@ -408,15 +448,27 @@ def test_names_are_unique_across_kinds():
 def test_metadata_only_restricts_name_as_the_model_does(kind):
     schema = crds.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     name = schema["properties"]["metadata"]["properties"]["name"]
-    model_name = KINDS[kind].model_fields["metadata"].annotation.model_json_schema()["properties"]["name"]
-    assert name == {"type": "string", "pattern": model_name["pattern"], "maxLength": model_name["maxLength"]}
+    model_name = (
+        KINDS[kind].model_fields["metadata"].annotation.model_json_schema()["properties"]["name"]
+    )
+    assert name == {
+        "type": "string",
+        "pattern": model_name["pattern"],
+        "maxLength": model_name["maxLength"],
+    }
 
 
 def test_free_form_fields_preserve_unknown_fields():
     def node(kind: str, *path: str) -> dict[str, Any]:
         current = crds.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         for step in path:
-            current = current["items"] if step == "[]" else current["additionalProperties"] if step == "*" else current["properties"][step]
+            current = (
+                current["items"]
+                if step == "[]"
+                else current["additionalProperties"]
+                if step == "*"
+                else current["properties"][step]
+            )
         return current
 
     for kind, path in [
@@ -437,7 +489,14 @@ def test_status_conditions_are_a_map_keyed_by_type():
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     fields = set(conditions["items"]["properties"])
-    assert fields == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+    assert fields == {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    }
 
 
 def test_patterns_are_re2():
@@ -467,7 +526,11 @@ def test_samples_use_every_field():
     """Keeps FULL_SAMPLES complete, so the strict validation below covers every model field."""
     for kind, model in KINDS.items():
         schema = model.model_json_schema(by_alias=True)
-        missing = [".".join(p) for p in sorted(_model_paths(schema, schema, ())) if not _present(FULL_SAMPLES[kind], p)]
+        missing = [
+            ".".join(p)
+            for p in sorted(_model_paths(schema, schema, ()))
+            if not _present(FULL_SAMPLES[kind], p)
+        ]
         assert missing == [], f"{kind}: add these fields to FULL_SAMPLES: {missing}"
 
 
@@ -540,7 +603,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "path", "value", "message"), INVALID, ids=[f"{k}:{p}" for k, p, _, _ in INVALID])
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "message"), INVALID, ids=[f"{k}:{p}" for k, p, _, _ in INVALID]
+)
 def test_invalid_documents_are_rejected_by_model_and_crd(kind, path, value, message):
     document = _set(FULL_SAMPLES[kind], path, value)
     with pytest.raises(pydantic.ValidationError):
@@ -595,7 +660,11 @@ def test_converter_handles_unions_sets_bounds_and_literals():
     leaf = props["optional_leaf"]
     assert leaf["nullable"] is True and leaf["type"] == "object"
     assert leaf["properties"]["value"] == {
-        "type": "integer", "minimum": 0, "exclusiveMinimum": True, "maximum": 10, "exclusiveMaximum": True,
+        "type": "integer",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 10,
+        "exclusiveMaximum": True,
     }
     assert structural_problems({"type": "object", "properties": {"spec": schema}}) == []
 
@@ -609,9 +678,16 @@ def test_converter_refuses_recursion_and_unknown_keywords():
 
 def test_converter_drops_defaults_kubernetes_would_refuse():
     """``projectIdPrefix`` defaults to "" which its own pattern rejects: a model-only default."""
-    gcp = crds.crd("ControlPlane")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["gcp"]
+    gcp = crds.crd("ControlPlane")["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"
+    ]["spec"]["properties"]["gcp"]
     assert "default" not in gcp["properties"]["projectIdPrefix"]
-    assert crds.crd("Workload")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["runtime"]["default"] == "cloudrun"
+    assert (
+        crds.crd("Workload")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+            "spec"
+        ]["properties"]["runtime"]["default"]
+        == "cloudrun"
+    )
 
 
 def test_generation_is_pure_and_deterministic():

@@ -122,9 +122,15 @@ done
 if [ -z "$summary" ]; then
     # A child pipeline needs at least one job; with a single environment there is nothing to do.
     # shellcheck disable=SC2016 # $KONFIG_GCLOUD_IMAGE is for GitLab to expand, not this shell
-    printf '\npromote:nothing:\n  stage: promote\n  image: $KONFIG_GCLOUD_IMAGE\n'
-    printf '  variables:\n    GIT_STRATEGY: none\n'
-    printf '  script:\n    - echo "Only one environment (%s): nothing to promote."\n' "$first"
+    printf '%s\n' \
+        '' \
+        'promote:nothing:' \
+        '  stage: promote' \
+        '  image: $KONFIG_GCLOUD_IMAGE' \
+        '  variables:' \
+        '    GIT_STRATEGY: none' \
+        '  script:' \
+        "    - 'echo \"Only one environment ($first), so nothing to promote.\"'"
     summary="nothing to promote"
 fi
 printf 'tag %s: %s\n' "$CI_COMMIT_TAG" "$summary" >&2
