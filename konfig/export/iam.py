@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from konfig.compile.state import DELETION_POLICY, KubeObject
 from konfig.export.hcl import Expr, concat
-from konfig.export.krm import ObjectKey, annotations, group_of, key_of
+from konfig.export.krm import ObjectKey, annotations, key_of
 from konfig.export.names import terraform_name
 from konfig.export.servicemappings import TypeConfig
 from konfig.export.templates import StrValue, expand, template_fields
@@ -313,4 +313,4 @@ def _member_resource(converter: "Converter", obj: KubeObject, key: ObjectKey, ta
     return TfResource(key, target.member_type, name, to_body(body), import_id, None, prevent)
 
 
-__all__ = ["IAM_KINDS", "IAM_TARGETS", "convert_iam", "group_of"]
+__all__ = ["IAM_KINDS", "IAM_TARGETS", "convert_iam"]

@@ -677,11 +677,14 @@ def test_converter_refuses_recursion_and_unknown_keywords():
 
 
 def test_converter_drops_defaults_kubernetes_would_refuse():
-    """``projectIdPrefix`` defaults to "" which its own pattern rejects: a model-only default."""
+    """A default its own pattern rejects stays a model-only default (the API server would
+    refuse the CRD); a valid one is kept."""
+    schema = crds.structural_schema({"type": "string", "pattern": "^[a-z]+$", "default": ""})
+    assert "default" not in schema
     gcp = crds.crd("ControlPlane")["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
         "properties"
     ]["spec"]["properties"]["gcp"]
-    assert "default" not in gcp["properties"]["projectIdPrefix"]
+    assert gcp["properties"]["projectIdPrefix"]["default"] == ""
     assert (
         crds.crd("Workload")["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
             "spec"
