@@ -16,27 +16,42 @@ from rich.table import Table
 
 from konfig.commands.core import DirArg, load_or_exit
 
-
 _ENDPOINT_HELP = "Emulator endpoint (tests, sandbox); unset: the real API."
 ResourceManagerOpt = Annotated[
     Optional[str],
-    typer.Option("--resourcemanager-endpoint", envvar="KONFIG_GCP_RESOURCEMANAGER_ENDPOINT",
-                 help=_ENDPOINT_HELP, show_default=False),
+    typer.Option(
+        "--resourcemanager-endpoint",
+        envvar="KONFIG_GCP_RESOURCEMANAGER_ENDPOINT",
+        help=_ENDPOINT_HELP,
+        show_default=False,
+    ),
 ]
 ServiceUsageOpt = Annotated[
     Optional[str],
-    typer.Option("--serviceusage-endpoint", envvar="KONFIG_GCP_SERVICEUSAGE_ENDPOINT",
-                 help=_ENDPOINT_HELP, show_default=False),
+    typer.Option(
+        "--serviceusage-endpoint",
+        envvar="KONFIG_GCP_SERVICEUSAGE_ENDPOINT",
+        help=_ENDPOINT_HELP,
+        show_default=False,
+    ),
 ]
 BillingOpt = Annotated[
     Optional[str],
-    typer.Option("--billing-endpoint", envvar="KONFIG_GCP_BILLING_ENDPOINT",
-                 help=_ENDPOINT_HELP, show_default=False),
+    typer.Option(
+        "--billing-endpoint",
+        envvar="KONFIG_GCP_BILLING_ENDPOINT",
+        help=_ENDPOINT_HELP,
+        show_default=False,
+    ),
 ]
 IamOpt = Annotated[
     Optional[str],
-    typer.Option("--iam-endpoint", envvar="KONFIG_GCP_IAM_ENDPOINT",
-                 help="Emulator gRPC host:port for the IAM admin API (no TLS).", show_default=False),
+    typer.Option(
+        "--iam-endpoint",
+        envvar="KONFIG_GCP_IAM_ENDPOINT",
+        help="Emulator gRPC host:port for the IAM admin API (no TLS).",
+        show_default=False,
+    ),
 ]
 
 _STATUS_STYLE = {"OK": "green", "MISSING": "red", "UNKNOWN": "yellow"}
@@ -62,17 +77,23 @@ def _target_and_clients(
     defs = load_or_exit(path)
     target = BootstrapTarget.from_control_plane(defs.control_plane)
     try:
-        clients = connect(Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam))
+        clients = connect(
+            Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam)
+        )
     except DefaultCredentialsError as error:
         err.print(f"[red]error:[/] no Google credentials: {error}")
-        err.print("run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS")
+        err.print(
+            "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        )
         raise typer.Exit(1) from None
     return defs, target, clients
 
 
 def bootstrap(
     path: DirArg,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
     resourcemanager_endpoint: ResourceManagerOpt = None,
     serviceusage_endpoint: ServiceUsageOpt = None,
     billing_endpoint: BillingOpt = None,
@@ -146,8 +167,12 @@ def doctor(
         table.add_column(column, overflow="fold")
     for result in results:
         style = _STATUS_STYLE[result.status.value]
-        table.add_row(f"[{style}]{result.status.value}[/]", result.title, result.detail,
-                      "" if result.status.value == "OK" else result.fix)
+        table.add_row(
+            f"[{style}]{result.status.value}[/]",
+            result.title,
+            result.detail,
+            "" if result.status.value == "OK" else result.fix,
+        )
     out.print(table)
     absent = missing(results)
     if absent:
@@ -183,12 +208,17 @@ def _print_report(out: Console, err: Console, report) -> None:
         table.add_column(column, overflow="fold")
     for result in report.results:
         style = _OUTCOME_STYLE[result.outcome.value]
-        table.add_row(result.step.action.value, f"[{style}]{result.outcome.value}[/]", result.message)
+        table.add_row(
+            result.step.action.value, f"[{style}]{result.outcome.value}[/]", result.message
+        )
     out.print(table)
     for result in report.results:
         if result.outcome.value == "failed":
-            err.print(f"[red]error:[/] {result.step.action.value} {result.step.target}: "
-                      f"{result.message}", soft_wrap=True)
+            err.print(
+                f"[red]error:[/] {result.step.action.value} {result.step.target}: "
+                f"{result.message}",
+                soft_wrap=True,
+            )
 
 
 def _print_project_number(out: Console, defs, target, number: str | None) -> None:
@@ -197,5 +227,7 @@ def _print_project_number(out: Console, defs, target, number: str | None) -> Non
     out.print(f"Project number: [bold]{number}[/]")
     if target.project_number != number:
         where = defs.control_plane.locate("spec.gcp")
-        out.print(f'set spec.gcp.projectNumber: "{number}" in {where.file}:{where.line} '
-                  f"(ControlPlane {target.control_plane})")
+        out.print(
+            f'set spec.gcp.projectNumber: "{number}" in {where.file}:{where.line} '
+            f"(ControlPlane {target.control_plane})"
+        )

@@ -202,6 +202,19 @@ def _pool_provider(body: TfDict) -> tuple[str, TfDict]:
     return "google_iam_workload_identity_pool_provider", out
 
 
+def _secret(body: TfDict) -> tuple[str, TfDict]:
+    """KRM keeps the legacy ``replication.automatic: true``; provider 5 replaced it with an
+    empty ``replication { auto {} }`` block (google provider 5.0 upgrade guide)."""
+    out = dict(body)
+    replication = out.get("replication")
+    if isinstance(replication, dict) and "automatic" in replication:
+        replication = {k: v for k, v in replication.items() if k != "automatic"}
+        if body["replication"]["automatic"] is True and "auto" not in replication:
+            replication["auto"] = {}
+        out["replication"] = replication
+    return "google_secret_manager_secret", out
+
+
 #: Fix-ups by mapped Terraform type: return the public Terraform type and the adjusted body.
 ADJUSTMENTS: dict[str, Callable[[TfDict], tuple[str, TfDict]]] = {
     "google_iam_custom_role": _custom_role,
@@ -212,6 +225,7 @@ ADJUSTMENTS: dict[str, Callable[[TfDict], tuple[str, TfDict]]] = {
     "google_org_policy_custom_constraint": _custom_constraint,
     "google_firestore_database": _firestore_database,
     "google_iam_workload_identity_pool_provider": _pool_provider,
+    "google_secret_manager_secret": _secret,
 }
 
 

@@ -118,6 +118,8 @@ def quote(text: str) -> str:
 
 
 def _template(value: Template) -> str:
+    if len(value.parts) == 1 and isinstance(value.parts[0], Expr):
+        return value.parts[0].text  # "${x}" alone is just x (terraform fmt's advice)
     rendered = []
     for part in value.parts:
         rendered.append("${" + part.text + "}" if isinstance(part, Expr) else quote(part)[1:-1])
@@ -179,7 +181,9 @@ def render_body(body: Body, depth: int = 1) -> list[str]:
             flush()
             lines.append("")
         previous_multiline = multiline
-        if isinstance(value, Body):
+        if isinstance(value, Body) and not value.entries:
+            lines.append(f"{indent}{name} {{}}")
+        elif isinstance(value, Body):
             lines.append(f"{indent}{name} {{")
             lines.extend(render_body(value, depth + 1))
             lines.append(f"{indent}}}")

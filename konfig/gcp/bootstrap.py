@@ -173,71 +173,99 @@ NEW_PROJECT = "<new project>"
 
 def diff(target: BootstrapTarget, observed: Observed) -> BootstrapPlan:
     """The steps that take ``observed`` to ``target``. Pure: no I/O."""
-    steps: list[Step] = []
-    blockers: list[str] = []
     notes: list[str] = []
-    folder = observed.folder or NEW_FOLDER
+    blockers = _project_blockers(target, observed.project) if observed.project else []
+    steps = (
+        _hierarchy_steps(target, observed, notes)
+        + _project_setup_steps(target, observed, notes)
+        + _identity_steps(target, observed)
+    )
+    return BootstrapPlan(target, observed, tuple(steps), tuple(blockers), tuple(notes))
+
+
+def _project_ref(target: BootstrapTarget, observed: Observed) -> str:
+    return f"projects/{target.project_id}" if observed.project else NEW_PROJECT
+
+
+def _hierarchy_steps(target: BootstrapTarget, observed: Observed, notes: list[str]) -> list[Step]:
+    """Folder and project: create what is absent, label an adopted project, never move it."""
+    steps = []
     if observed.folder is None:
         steps.append(
             Step(Action.CREATE_FOLDER, repr(target.folder_display_name), f"under {target.parent}")
         )
     project = observed.project
-    project_ref = f"projects/{target.project_id}" if project else NEW_PROJECT
     if project is None:
+        folder = observed.folder or NEW_FOLDER
+        detail = f"in {folder}, labels {_labels(target.labels)}"
+        return steps + [Step(Action.CREATE_PROJECT, target.project_id, detail)]
+    if project.labels.get(LABEL_CONTROL_PLANE) is None:
         steps.append(
-            Step(Action.CREATE_PROJECT, target.project_id,
-                 f"in {folder}, labels {_labels(target.labels)}")
+            Step(Action.LABEL_PROJECT, _project_ref(target, observed), _labels(target.labels))
         )
-    else:
-        blockers += _project_blockers(target, project)
-        if project.labels.get(LABEL_CONTROL_PLANE) is None:
-            steps.append(Step(Action.LABEL_PROJECT, project_ref, _labels(target.labels)))
-        if observed.folder and project.parent != observed.folder:
-            notes.append(
-                f"project {target.project_id} stays in {project.parent}: bootstrap never moves "
-                f"projects (the control-plane folder is {observed.folder})"
-            )
+    if observed.folder and project.parent != observed.folder:
+        notes.append(
+            f"project {target.project_id} stays in {project.parent}: bootstrap never moves "
+            f"projects (the control-plane folder is {observed.folder})"
+        )
+    return steps
+
+
+def _project_setup_steps(
+    target: BootstrapTarget, observed: Observed, notes: list[str]
+) -> list[Step]:
+    """Billing link (only where there is none) and the APIs."""
+    steps = []
+    ref = _project_ref(target, observed)
     if not observed.billing_account:
-        steps.append(Step(Action.LINK_BILLING, project_ref, target.billing_account_name))
+        steps.append(Step(Action.LINK_BILLING, ref, target.billing_account_name))
     elif observed.billing_account != target.billing_account_name:
         notes.append(
             f"project {target.project_id} is billed to {observed.billing_account}, not "
             f"{target.billing_account_name}; bootstrap leaves billing links it did not make"
         )
-    missing_services = tuple(s for s in target.services if s not in observed.enabled_services)
-    if missing_services:
-        steps.append(
-            Step(Action.ENABLE_SERVICES, project_ref, ", ".join(missing_services), missing_services)
-        )
+    absent = tuple(s for s in target.services if s not in observed.enabled_services)
+    if absent:
+        steps.append(Step(Action.ENABLE_SERVICES, ref, ", ".join(absent), absent))
+    return steps
+
+
+def _identity_steps(target: BootstrapTarget, observed: Observed) -> list[Step]:
+    """The controller's account and roles; the Compute Engine default account turned off."""
+    steps = []
+    member = target.service_account_member
     if not observed.service_account_exists:
         steps.append(Step(Action.CREATE_SERVICE_ACCOUNT, target.service_account_email))
-    member = target.service_account_member
     folder_roles = missing_roles(observed.folder_bindings, member, target.folder_roles)
     if folder_roles:
+        detail = f"{', '.join(folder_roles)} to {member}"
+        folder = observed.folder or NEW_FOLDER
+        steps.append(Step(Action.GRANT_FOLDER_ROLES, folder, detail, folder_roles))
+    if observed.project is None:
         steps.append(
-            Step(Action.GRANT_FOLDER_ROLES, folder, f"{', '.join(folder_roles)} to {member}",
-                 folder_roles)
-        )
-    if project is None:
-        steps.append(
-            Step(Action.DISABLE_DEFAULT_COMPUTE_SA, f"{NEW_PROJECT} default compute SA",
-                 "if enabling Compute Engine created it")
+            Step(
+                Action.DISABLE_DEFAULT_COMPUTE_SA,
+                f"{NEW_PROJECT} default compute SA",
+                "if enabling Compute Engine created it",
+            )
         )
     elif observed.compute_sa_enabled:
         steps.append(
-            Step(Action.DISABLE_DEFAULT_COMPUTE_SA, compute_default_service_account(project.number),
-                 "adopted project: Konfig never uses the default service account")
+            Step(
+                Action.DISABLE_DEFAULT_COMPUTE_SA,
+                compute_default_service_account(observed.project.number),
+                "adopted project: Konfig never uses the default service account",
+            )
         )
     billing_roles = missing_roles(observed.billing_bindings or {}, member, target.billing_roles)
     if billing_roles:
-        unreadable = " (its policy is not readable by you; the grant may fail)"
+        detail = f"{', '.join(billing_roles)} to {member}"
+        if observed.billing_bindings is None:
+            detail += " (its policy is not readable by you; the grant may fail)"
         steps.append(
-            Step(Action.GRANT_BILLING_ROLES, target.billing_account_name,
-                 f"{', '.join(billing_roles)} to {member}"
-                 + (unreadable if observed.billing_bindings is None else ""),
-                 billing_roles)
+            Step(Action.GRANT_BILLING_ROLES, target.billing_account_name, detail, billing_roles)
         )
-    return BootstrapPlan(target, observed, tuple(steps), tuple(blockers), tuple(notes))
+    return steps
 
 
 def _project_blockers(target: BootstrapTarget, project: ObservedProject) -> list[str]:
@@ -331,7 +359,9 @@ def apply(clients: GcpClients, plan: BootstrapPlan) -> BootstrapReport:
 
 
 def _create_folder(clients: GcpClients, target: BootstrapTarget, ctx: _Context, step: Step):
-    folder = resourcemanager_v3.Folder(parent=target.parent, display_name=target.folder_display_name)
+    folder = resourcemanager_v3.Folder(
+        parent=target.parent, display_name=target.folder_display_name
+    )
     try:
         operation = clients.folders.create_folder(folder=folder)
         created = operation.result(polling=clients.polling)
@@ -395,14 +425,17 @@ def _enable_services(clients: GcpClients, target: BootstrapTarget, ctx: _Context
     for start in range(0, len(step.items), BATCH_ENABLE_MAX):
         operation = clients.service_usage.batch_enable_services(
             request=service_usage_v1.BatchEnableServicesRequest(
-                parent=ctx.project.name, service_ids=list(step.items[start : start + BATCH_ENABLE_MAX])
+                parent=ctx.project.name,
+                service_ids=list(step.items[start : start + BATCH_ENABLE_MAX]),
             )
         )
         operation.result(polling=clients.polling)
     return Outcome.DONE, ", ".join(step.items)
 
 
-def _create_service_account(clients: GcpClients, target: BootstrapTarget, ctx: _Context, step: Step):
+def _create_service_account(
+    clients: GcpClients, target: BootstrapTarget, ctx: _Context, step: Step
+):
     try:
         account = clients.iam.create_service_account(
             request=iam_admin_v1.CreateServiceAccountRequest(
@@ -425,7 +458,9 @@ def _grant_folder_roles(clients: GcpClients, target: BootstrapTarget, ctx: _Cont
     folder = ctx.folder
     added = ensure_member(
         lambda: lookups.folder_policy(clients, folder),
-        lambda policy: clients.folders.set_iam_policy(request={"resource": folder, "policy": policy}),
+        lambda policy: clients.folders.set_iam_policy(
+            request={"resource": folder, "policy": policy}
+        ),
         target.service_account_member,
         step.items,
         backoff_seconds=clients.backoff_seconds,
@@ -437,7 +472,9 @@ def _grant_billing_roles(clients: GcpClients, target: BootstrapTarget, ctx: _Con
     account = target.billing_account_name
     added = ensure_member(
         lambda: lookups.billing_policy(clients, account),
-        lambda policy: clients.billing.set_iam_policy(request={"resource": account, "policy": policy}),
+        lambda policy: clients.billing.set_iam_policy(
+            request={"resource": account, "policy": policy}
+        ),
         target.service_account_member,
         step.items,
         backoff_seconds=clients.backoff_seconds,
@@ -445,7 +482,9 @@ def _grant_billing_roles(clients: GcpClients, target: BootstrapTarget, ctx: _Con
     return (Outcome.DONE, ", ".join(added)) if added else (Outcome.SKIPPED, "already granted")
 
 
-def _disable_default_compute_sa(clients: GcpClients, target: BootstrapTarget, ctx: _Context, step: Step):
+def _disable_default_compute_sa(
+    clients: GcpClients, target: BootstrapTarget, ctx: _Context, step: Step
+):
     assert ctx.project
     email = compute_default_service_account(ctx.project.number)
     account = lookups.get_service_account(clients, email)

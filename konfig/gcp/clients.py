@@ -81,7 +81,12 @@ class GcpClients:
     def close(self) -> None:
         """Release transports (HTTP sessions, gRPC channels)."""
         for client in (
-            self.organizations, self.folders, self.projects, self.service_usage, self.billing, self.iam
+            self.organizations,
+            self.folders,
+            self.projects,
+            self.service_usage,
+            self.billing,
+            self.iam,
         ):
             client.transport.close()
 

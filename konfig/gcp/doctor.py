@@ -102,8 +102,13 @@ def run_checks(clients: GcpClients, target: BootstrapTarget) -> list[CheckResult
         except api_exceptions.GoogleAPICallError as error:
             name = check.__name__.removeprefix("_check_").replace("_", "-")
             results.append(
-                CheckResult(name, name.replace("-", " "), Status.UNKNOWN,
-                            f"API error: {error.message or error}", "rerun when the API answers")
+                CheckResult(
+                    name,
+                    name.replace("-", " "),
+                    Status.UNKNOWN,
+                    f"API error: {error.message or error}",
+                    "rerun when the API answers",
+                )
             )
     return results
 
@@ -127,30 +132,44 @@ def _check_parent(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -
     if facts.parent_visible:
         return _ok("parent", title)
     return CheckResult(
-        "parent", title, Status.MISSING, "not found or not visible to you",
+        "parent",
+        title,
+        Status.MISSING,
+        "not found or not visible to you",
         "check spec.gcp.parent; you need resourcemanager.folders.get / organizations.get on it "
         "(roles/browser)",
     )
 
 
-def _check_billing_account(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_billing_account(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"billing account {target.billing_account} is open"
     if not re.match(BILLING_ACCOUNT_RE, target.billing_account):
         return CheckResult(
-            "billing-account", title, Status.MISSING, "malformed",
+            "billing-account",
+            title,
+            Status.MISSING,
+            "malformed",
             "spec.gcp.billingAccount must look like 012345-6789AB-CDEF01",
         )
     try:
         account = clients.billing.get_billing_account(name=target.billing_account_name)
     except (api_exceptions.Forbidden, api_exceptions.NotFound):
         return CheckResult(
-            "billing-account", title, Status.UNKNOWN, "format OK; account not readable by you",
+            "billing-account",
+            title,
+            Status.UNKNOWN,
+            "format OK; account not readable by you",
             f"ask for roles/billing.viewer on {target.billing_account_name} to check its state",
         )
     if account.open_:
         return _ok("billing-account", title, account.display_name)
     return CheckResult(
-        "billing-account", title, Status.MISSING, "closed",
+        "billing-account",
+        title,
+        Status.MISSING,
+        "closed",
         "reopen the billing account or set spec.gcp.billingAccount to an open one",
     )
 
@@ -171,21 +190,32 @@ def _check_project(clients: GcpClients, target: BootstrapTarget, facts: _Facts) 
     facts.project = lookups.get_project(clients, target.project_id)
     project = facts.project
     if project is None:
-        return CheckResult("project", title, Status.MISSING, "absent or not visible to you",
-                           _bootstrap_fix(target))
+        return CheckResult(
+            "project", title, Status.MISSING, "absent or not visible to you", _bootstrap_fix(target)
+        )
     owner = project.labels.get(LABEL_CONTROL_PLANE)
     if owner not in (None, target.control_plane):
         return CheckResult(
-            "project", title, Status.MISSING, f"labelled {LABEL_CONTROL_PLANE}={owner}",
+            "project",
+            title,
+            Status.MISSING,
+            f"labelled {LABEL_CONTROL_PLANE}={owner}",
             "this project belongs to another control plane; set spec.gcp.projectId",
         )
     if owner is None:
-        return CheckResult("project", title, Status.MISSING, f"{project.name}, not labelled",
-                           _bootstrap_fix(target) + " (adds the label)")
+        return CheckResult(
+            "project",
+            title,
+            Status.MISSING,
+            f"{project.name}, not labelled",
+            _bootstrap_fix(target) + " (adds the label)",
+        )
     return _ok("project", title, f"{project.name} in {project.parent}")
 
 
-def _check_project_number(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_project_number(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = "spec.gcp.projectNumber matches the project"
     if facts.project is None:
         return CheckResult("project-number", title, Status.UNKNOWN, "no project yet")
@@ -193,11 +223,18 @@ def _check_project_number(clients: GcpClients, target: BootstrapTarget, facts: _
     if target.project_number == number:
         return _ok("project-number", title, number)
     found = target.project_number or "unset"
-    return CheckResult("project-number", title, Status.MISSING, f"{found}; project has {number}",
-                       f'set spec.gcp.projectNumber: "{number}"')
+    return CheckResult(
+        "project-number",
+        title,
+        Status.MISSING,
+        f"{found}; project has {number}",
+        f'set spec.gcp.projectNumber: "{number}"',
+    )
 
 
-def _check_project_billing(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_project_billing(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"project billed to {target.billing_account_name}"
     if facts.project is None:
         return CheckResult("project-billing", title, Status.UNKNOWN, "no project yet")
@@ -205,7 +242,10 @@ def _check_project_billing(clients: GcpClients, target: BootstrapTarget, facts: 
     if current == target.billing_account_name:
         return _ok("project-billing", title)
     return CheckResult(
-        "project-billing", title, Status.MISSING, current or "billing not enabled",
+        "project-billing",
+        title,
+        Status.MISSING,
+        current or "billing not enabled",
         f"gcloud billing projects link {target.project_id} --billing-account="
         f"{target.billing_account}" + ("" if current else f", or {_bootstrap_fix(target)}"),
     )
@@ -220,19 +260,29 @@ def _check_services(clients: GcpClients, target: BootstrapTarget, facts: _Facts)
     if not absent:
         return _ok("services", title, f"{len(target.services)} APIs")
     return CheckResult(
-        "services", title, Status.MISSING, "missing: " + ", ".join(absent),
+        "services",
+        title,
+        Status.MISSING,
+        "missing: " + ", ".join(absent),
         f"gcloud services enable {' '.join(absent)} --project {target.project_id}",
     )
 
 
-def _check_service_account(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_service_account(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"controller service account {target.service_account_email}"
     account = lookups.get_service_account(clients, target.service_account_email)
     if account is None:
-        return CheckResult("service-account", title, Status.MISSING, "absent", _bootstrap_fix(target))
+        return CheckResult(
+            "service-account", title, Status.MISSING, "absent", _bootstrap_fix(target)
+        )
     if account.disabled:
         return CheckResult(
-            "service-account", title, Status.MISSING, "disabled",
+            "service-account",
+            title,
+            Status.MISSING,
+            "disabled",
             f"gcloud iam service-accounts enable {target.service_account_email}",
         )
     return _ok("service-account", title)
@@ -247,32 +297,48 @@ def _check_folder_roles(clients: GcpClients, target: BootstrapTarget, facts: _Fa
     if not absent:
         return _ok("folder-roles", title, ", ".join(target.folder_roles))
     return CheckResult(
-        "folder-roles", title, Status.MISSING, "missing: " + ", ".join(absent),
+        "folder-roles",
+        title,
+        Status.MISSING,
+        "missing: " + ", ".join(absent),
         _bootstrap_fix(target) + f" (or gcloud resource-manager folders add-iam-policy-binding "
         f"{facts.folder.split('/')[1]} --member={target.service_account_member} --role=ROLE)",
     )
 
 
-def _check_billing_roles(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_billing_roles(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"controller roles on {target.billing_account_name}"
     try:
         policy = lookups.billing_policy(clients, target.billing_account_name)
     except (api_exceptions.Forbidden, api_exceptions.NotFound):
-        return CheckResult("billing-roles", title, Status.UNKNOWN, "policy not readable by you",
-                           "ask a billing administrator to check roles/billing.user")
-    absent = missing_roles(unconditional_bindings(policy), target.service_account_member,
-                           target.billing_roles)
+        return CheckResult(
+            "billing-roles",
+            title,
+            Status.UNKNOWN,
+            "policy not readable by you",
+            "ask a billing administrator to check roles/billing.user",
+        )
+    absent = missing_roles(
+        unconditional_bindings(policy), target.service_account_member, target.billing_roles
+    )
     if not absent:
         return _ok("billing-roles", title, ", ".join(target.billing_roles))
     return CheckResult(
-        "billing-roles", title, Status.MISSING, "missing: " + ", ".join(absent),
+        "billing-roles",
+        title,
+        Status.MISSING,
+        "missing: " + ", ".join(absent),
         f"gcloud billing accounts add-iam-policy-binding {target.billing_account} "
         f"--member={target.service_account_member} --role=roles/billing.user "
         "(needs a billing account administrator)",
     )
 
 
-def _check_compute_default_sa(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_compute_default_sa(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = "Compute Engine default service account disabled"
     if facts.project is None:
         return CheckResult("compute-default-sa", title, Status.UNKNOWN, "no project yet")
@@ -282,8 +348,13 @@ def _check_compute_default_sa(clients: GcpClients, target: BootstrapTarget, fact
         return _ok("compute-default-sa", title, "absent")
     if account.disabled:
         return _ok("compute-default-sa", title, f"{email} disabled")
-    return CheckResult("compute-default-sa", title, Status.MISSING, f"{email} enabled",
-                       f"gcloud iam service-accounts disable {email}, or {_bootstrap_fix(target)}")
+    return CheckResult(
+        "compute-default-sa",
+        title,
+        Status.MISSING,
+        f"{email} enabled",
+        f"gcloud iam service-accounts disable {email}, or {_bootstrap_fix(target)}",
+    )
 
 
 def _permissions_result(
@@ -295,61 +366,96 @@ def _permissions_result(
     return CheckResult(check, title, Status.MISSING, "missing: " + ", ".join(absent), fix)
 
 
-def _check_parent_permissions(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_parent_permissions(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"your permissions on {target.parent}"
     if not facts.parent_visible:
         return CheckResult("parent-permissions", title, Status.UNKNOWN, "parent not visible")
-    client = clients.organizations if target.parent.startswith("organizations/") else clients.folders
-    granted = set(client.test_iam_permissions(resource=target.parent,
-                                              permissions=list(PARENT_PERMISSIONS)).permissions)
+    client = (
+        clients.organizations if target.parent.startswith("organizations/") else clients.folders
+    )
+    granted = set(
+        client.test_iam_permissions(
+            resource=target.parent, permissions=list(PARENT_PERMISSIONS)
+        ).permissions
+    )
     return _permissions_result(
-        "parent-permissions", title, granted, PARENT_PERMISSIONS,
-        f"grant yourself roles/resourcemanager.folderCreator and roles/resourcemanager.folderViewer "
-        f"on {target.parent}", target.parent,
+        "parent-permissions",
+        title,
+        granted,
+        PARENT_PERMISSIONS,
+        "grant yourself roles/resourcemanager.folderCreator and "
+        f"roles/resourcemanager.folderViewer on {target.parent}",
+        target.parent,
     )
 
 
-def _check_folder_permissions(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_folder_permissions(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     where = facts.folder or target.parent
     title = "your permissions on the control-plane folder"
     if not facts.parent_visible:
         return CheckResult("folder-permissions", title, Status.UNKNOWN, "parent not visible")
     # Before the folder exists, what its creator will hold there is inherited from the parent.
     client = clients.folders if where.startswith("folders/") else clients.organizations
-    granted = set(client.test_iam_permissions(resource=where,
-                                              permissions=list(FOLDER_PERMISSIONS)).permissions)
+    granted = set(
+        client.test_iam_permissions(
+            resource=where, permissions=list(FOLDER_PERMISSIONS)
+        ).permissions
+    )
     return _permissions_result(
-        "folder-permissions", title, granted, FOLDER_PERMISSIONS,
+        "folder-permissions",
+        title,
+        granted,
+        FOLDER_PERMISSIONS,
         f"grant yourself roles/resourcemanager.projectCreator and "
-        f"roles/resourcemanager.folderIamAdmin on {where}", where,
+        f"roles/resourcemanager.folderIamAdmin on {where}",
+        where,
     )
 
 
-def _check_project_permissions(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_project_permissions(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"your permissions on project {target.project_id}"
     if facts.project is None:
         # GCP makes a project's creator its owner, so there is nothing to check beforehand.
         return _ok("project-permissions", title, "no project yet: its creator becomes owner")
-    granted = set(clients.projects.test_iam_permissions(
-        resource=facts.project.name, permissions=list(PROJECT_PERMISSIONS)).permissions)
+    granted = set(
+        clients.projects.test_iam_permissions(
+            resource=facts.project.name, permissions=list(PROJECT_PERMISSIONS)
+        ).permissions
+    )
     return _permissions_result(
-        "project-permissions", title, granted, PROJECT_PERMISSIONS,
+        "project-permissions",
+        title,
+        granted,
+        PROJECT_PERMISSIONS,
         f"grant yourself roles/owner on {target.project_id} for the bootstrap (or "
         "serviceusage.serviceUsageAdmin, iam.serviceAccountAdmin, billing.projectManager and "
-        "resourcemanager.projectIamAdmin)", facts.project.name,
+        "resourcemanager.projectIamAdmin)",
+        facts.project.name,
     )
 
 
-def _check_billing_permissions(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+def _check_billing_permissions(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
     title = f"your permissions on {target.billing_account_name}"
     try:
         response = clients.billing.test_iam_permissions(
-            resource=target.billing_account_name, permissions=list(BILLING_PERMISSIONS))
+            resource=target.billing_account_name, permissions=list(BILLING_PERMISSIONS)
+        )
     except (api_exceptions.Forbidden, api_exceptions.NotFound):
         response = None
     granted = set(response.permissions) if response else set()
     return _permissions_result(
-        "billing-permissions", title, granted, BILLING_PERMISSIONS,
+        "billing-permissions",
+        title,
+        granted,
+        BILLING_PERMISSIONS,
         f"ask for roles/billing.admin on {target.billing_account_name} (or have an administrator "
         "link the project and grant roles/billing.user to the controller)",
         target.billing_account_name,

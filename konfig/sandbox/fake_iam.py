@@ -5,8 +5,8 @@ The client library has only a gRPC transport for this API, so the fake is a loca
 :func:`grpc.method_handlers_generic_handler` over the client's own request and response types
 (``iam_admin_v1.types``), reached through ``grpc.insecure_channel("127.0.0.1:PORT")``.
 
-Methods (https://cloud.google.com/iam/docs/reference/rpc/google.iam.admin.v1): ``GetServiceAccount``,
-``ListServiceAccounts``, ``CreateServiceAccount``, ``DisableServiceAccount``,
+Methods (https://cloud.google.com/iam/docs/reference/rpc/google.iam.admin.v1):
+``GetServiceAccount``, ``ListServiceAccounts``, ``CreateServiceAccount``, ``DisableServiceAccount``,
 ``EnableServiceAccount``. Behaviour copied from IAM:
 
 * names are ``projects/{PROJECT_ID or -}/serviceAccounts/{EMAIL or UNIQUE_ID}``;
@@ -60,7 +60,9 @@ class FakeIam:
     def start(self) -> "FakeIam":
         """Serve on an ephemeral port of 127.0.0.1; returns ``self``."""
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, self._handlers()),))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, self._handlers()),)
+        )
         self._port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         self._server = server
@@ -110,7 +112,9 @@ class FakeIam:
         email = f"{project_number}-compute@developer.gserviceaccount.com"
         with self._lock:
             if email not in self._accounts:
-                self.add_service_account(project_id, email, "Compute Engine default service account")
+                self.add_service_account(
+                    project_id, email, "Compute Engine default service account"
+                )
 
     def on_service_enabled(self, project_id: str, project_number: str, service: str) -> None:
         """Hook for :class:`~konfig.sandbox.fake_resourcemanager.FakeResourceManager`'s
@@ -128,7 +132,9 @@ class FakeIam:
         with self._lock:
             return list(self._accounts.values())
 
-    def fail_next(self, method: str, code: grpc.StatusCode, message: str = "injected", times: int = 1) -> None:
+    def fail_next(
+        self, method: str, code: grpc.StatusCode, message: str = "injected", times: int = 1
+    ) -> None:
         """Answer the next ``times`` calls of ``method`` (``CreateServiceAccount``, ...) with
         this status."""
         with self._lock:
@@ -137,7 +143,9 @@ class FakeIam:
     # ----------------------------------------------------------------- handlers
 
     def _handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        def unary(method: str, fn: Callable[[Any], Any], request_type: Any, response_serializer: Any):
+        def unary(
+            method: str, fn: Callable[[Any], Any], request_type: Any, response_serializer: Any
+        ):
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
                 with self._lock:
                     self.calls.append(method)
@@ -158,7 +166,10 @@ class FakeIam:
         empty = empty_pb2.Empty.SerializeToString
         return {
             "GetServiceAccount": unary(
-                "GetServiceAccount", self._get, iam.GetServiceAccountRequest, iam.ServiceAccount.serialize
+                "GetServiceAccount",
+                self._get,
+                iam.GetServiceAccountRequest,
+                iam.ServiceAccount.serialize,
             ),
             "ListServiceAccounts": unary(
                 "ListServiceAccounts",
@@ -200,7 +211,9 @@ class FakeIam:
 
     def _create(self, request: iam.CreateServiceAccountRequest) -> iam.ServiceAccount:
         if not request.name.startswith("projects/") or request.name.count("/") != 1:
-            raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid project name {request.name!r}")
+            raise _RpcError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid project name {request.name!r}"
+            )
         project_id = request.name.split("/")[1]
         if not _ACCOUNT_ID.match(request.account_id):
             raise _RpcError(
@@ -230,7 +243,9 @@ class FakeIam:
     def _find(self, name: str) -> iam.ServiceAccount:
         match = _SA_NAME.match(name)
         if not match:
-            raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid service account name {name!r}")
+            raise _RpcError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid service account name {name!r}"
+            )
         project, key = match.groups()
         for account in self._accounts.values():
             if key in (account.email, account.unique_id) and project in ("-", account.project_id):

@@ -145,7 +145,9 @@ class FakeResourceManager:
         self._lock = threading.RLock()
         self._state = _State()
         self._state.organizations = {name: f"org {name.split('/')[1]}" for name in organizations}
-        accounts = billing_accounts if billing_accounts is not None else {"012345-6789AB-CDEF01": True}
+        accounts = (
+            billing_accounts if billing_accounts is not None else {"012345-6789AB-CDEF01": True}
+        )
         self._state.billing_accounts = {f"billingAccounts/{a}": o for a, o in accounts.items()}
         self._faults: dict[str, list[_Fault]] = {}
         self._denied: dict[str, set[str]] = {}
@@ -213,7 +215,9 @@ class FakeResourceManager:
             self._state.folders[folder.name] = folder
             return folder.name
 
-    def add_project(self, project_id: str, parent: str, labels: dict[str, str] | None = None) -> str:
+    def add_project(
+        self, project_id: str, parent: str, labels: dict[str, str] | None = None
+    ) -> str:
         """Create an active project at once; returns its project number."""
         with self._lock:
             project = self._new_project(project_id, parent, labels or {}, "")
@@ -304,13 +308,30 @@ class FakeResourceManager:
         n = r"([^/:]+)"
         return [
             # Resource Manager v3
-            r("GET", re.compile(rf"^/v3/organizations/{n}$"), "GetOrganization", self._get_organization),
-            r("POST", re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):testIamPermissions$"),
-              "TestIamPermissions", self._test_permissions),
-            r("POST", re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):getIamPolicy$"),
-              "GetIamPolicy", self._get_policy_post),
-            r("POST", re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):setIamPolicy$"),
-              "SetIamPolicy", self._set_policy),
+            r(
+                "GET",
+                re.compile(rf"^/v3/organizations/{n}$"),
+                "GetOrganization",
+                self._get_organization,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):testIamPermissions$"),
+                "TestIamPermissions",
+                self._test_permissions,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):getIamPolicy$"),
+                "GetIamPolicy",
+                self._get_policy_post,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):setIamPolicy$"),
+                "SetIamPolicy",
+                self._set_policy,
+            ),
             r("GET", re.compile(r"^/v3/folders$"), "ListFolders", self._list_folders),
             r("POST", re.compile(r"^/v3/folders$"), "CreateFolder", self._create_folder),
             r("GET", re.compile(rf"^/v3/folders/{n}$"), "GetFolder", self._get_folder),
@@ -319,24 +340,56 @@ class FakeResourceManager:
             r("PATCH", re.compile(rf"^/v3/projects/{n}$"), "UpdateProject", self._update_project),
             r("GET", re.compile(r"^/v3/(operations/.+)$"), "GetOperation", self._get_operation),
             # Service Usage v1
-            r("GET", re.compile(rf"^/v1/projects/{n}/services:batchGet$"), "BatchGetServices",
-              self._batch_get_services),
-            r("POST", re.compile(rf"^/v1/projects/{n}/services:batchEnable$"), "BatchEnableServices",
-              self._batch_enable_services),
+            r(
+                "GET",
+                re.compile(rf"^/v1/projects/{n}/services:batchGet$"),
+                "BatchGetServices",
+                self._batch_get_services,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v1/projects/{n}/services:batchEnable$"),
+                "BatchEnableServices",
+                self._batch_enable_services,
+            ),
             r("GET", re.compile(r"^/v1/(operations/[^/]+)$"), "GetOperation", self._get_operation),
             # Cloud Billing v1
-            r("GET", re.compile(rf"^/v1/(billingAccounts/{n})$"), "GetBillingAccount",
-              self._get_billing_account),
-            r("GET", re.compile(rf"^/v1/(billingAccounts/{n}):getIamPolicy$"), "GetIamPolicy",
-              self._get_policy_get),
-            r("POST", re.compile(rf"^/v1/(billingAccounts/{n}):setIamPolicy$"), "SetIamPolicy",
-              self._set_policy),
-            r("POST", re.compile(rf"^/v1/(billingAccounts/{n}):testIamPermissions$"),
-              "TestIamPermissions", self._test_permissions),
-            r("GET", re.compile(rf"^/v1/projects/{n}/billingInfo$"), "GetProjectBillingInfo",
-              self._get_billing_info),
-            r("PUT", re.compile(rf"^/v1/projects/{n}/billingInfo$"), "UpdateProjectBillingInfo",
-              self._put_billing_info),
+            r(
+                "GET",
+                re.compile(rf"^/v1/(billingAccounts/{n})$"),
+                "GetBillingAccount",
+                self._get_billing_account,
+            ),
+            r(
+                "GET",
+                re.compile(rf"^/v1/(billingAccounts/{n}):getIamPolicy$"),
+                "GetIamPolicy",
+                self._get_policy_get,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v1/(billingAccounts/{n}):setIamPolicy$"),
+                "SetIamPolicy",
+                self._set_policy,
+            ),
+            r(
+                "POST",
+                re.compile(rf"^/v1/(billingAccounts/{n}):testIamPermissions$"),
+                "TestIamPermissions",
+                self._test_permissions,
+            ),
+            r(
+                "GET",
+                re.compile(rf"^/v1/projects/{n}/billingInfo$"),
+                "GetProjectBillingInfo",
+                self._get_billing_info,
+            ),
+            r(
+                "PUT",
+                re.compile(rf"^/v1/projects/{n}/billingInfo$"),
+                "UpdateProjectBillingInfo",
+                self._put_billing_info,
+            ),
         ]
 
     def dispatch(self, method: str, url: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -409,7 +462,9 @@ class FakeResourceManager:
         folder = _parse(body, resourcemanager_v3.Folder)
         self._require_container(folder.parent)
         if not _FOLDER_DISPLAY_NAME.match(folder.display_name):
-            raise FakeError(400, "INVALID_ARGUMENT", f"invalid display name {folder.display_name!r}")
+            raise FakeError(
+                400, "INVALID_ARGUMENT", f"invalid display name {folder.display_name!r}"
+            )
         taken = {
             f.display_name
             for f in self._state.folders.values()
@@ -489,7 +544,9 @@ class FakeResourceManager:
             project.etag = self._new_etag_text()
             return resourcemanager_v3.Project.pb(project)
 
-        metadata = resourcemanager_v3.UpdateProjectMetadata.pb(resourcemanager_v3.UpdateProjectMetadata())
+        metadata = resourcemanager_v3.UpdateProjectMetadata.pb(
+            resourcemanager_v3.UpdateProjectMetadata()
+        )
         return 200, self._start_operation("operations/up", metadata, finish)
 
     # ----------------------------------------------------------------- IAM policies
@@ -504,7 +561,9 @@ class FakeResourceManager:
 
     def _set_policy(self, resource: str, _id: str, *, body: bytes, **_: Any) -> tuple[int, Message]:
         self._require_readable(resource)
-        request = json_format.Parse(body or b"{}", iam_policy_pb2.SetIamPolicyRequest(), ignore_unknown_fields=True)
+        request = json_format.Parse(
+            body or b"{}", iam_policy_pb2.SetIamPolicyRequest(), ignore_unknown_fields=True
+        )
         current = self._policy(resource)
         if resource in self._conflicts:
             role, member = self._conflicts.pop(resource)
@@ -546,7 +605,11 @@ class FakeResourceManager:
         services = []
         for name in names:
             service = name.rsplit("/", 1)[-1]
-            state = service_usage_v1.State.ENABLED if service in enabled else service_usage_v1.State.DISABLED
+            state = (
+                service_usage_v1.State.ENABLED
+                if service in enabled
+                else service_usage_v1.State.DISABLED
+            )
             services.append(
                 service_usage_v1.Service(
                     name=f"projects/{number}/services/{service}",
@@ -565,7 +628,9 @@ class FakeResourceManager:
         ids = list(request.service_ids)
         if not ids or len(ids) > MAX_BATCH_ENABLE:
             raise FakeError(400, "INVALID_ARGUMENT", f"give 1 to {MAX_BATCH_ENABLE} service IDs")
-        wanted = list(dict.fromkeys(ids + [d for s in ids for d in SERVICE_DEPENDENCIES.get(s, ())]))
+        wanted = list(
+            dict.fromkeys(ids + [d for s in ids for d in SERVICE_DEPENDENCIES.get(s, ())])
+        )
         billed = self._state.billing.get(project.project_id)
         if not billed and BILLABLE_SERVICES & set(wanted):
             raise FakeError(
@@ -747,8 +812,14 @@ class FakeResourceManager:
 
 
 _GRPC_CODES = {
-    "INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7,
-    "FAILED_PRECONDITION": 9, "ABORTED": 10, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "INVALID_ARGUMENT": 3,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
 }
 
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 

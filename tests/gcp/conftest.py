@@ -15,11 +15,19 @@ from konfig.sandbox.fake_resourcemanager import FakeResourceManager
 ORG = "organizations/123456789012"
 BILLING = "012345-6789AB-CDEF01"
 
-WRITE_RPCS = frozenset({
-    "CreateFolder", "CreateProject", "UpdateProject", "SetIamPolicy", "BatchEnableServices",
-    "UpdateProjectBillingInfo", "CreateServiceAccount", "DisableServiceAccount",
-    "EnableServiceAccount",
-})
+WRITE_RPCS = frozenset(
+    {
+        "CreateFolder",
+        "CreateProject",
+        "UpdateProject",
+        "SetIamPolicy",
+        "BatchEnableServices",
+        "UpdateProjectBillingInfo",
+        "CreateServiceAccount",
+        "DisableServiceAccount",
+        "EnableServiceAccount",
+    }
+)
 
 CONTROL_PLANE_YAML = f"""\
 apiVersion: konfig.dev/v1alpha1

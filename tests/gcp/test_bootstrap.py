@@ -134,7 +134,9 @@ def test_folder_policy_read_modify_write_survives_a_concurrent_change(fakes, cli
 
 def test_new_service_account_not_yet_known_to_iam_is_retried(fakes, clients, target):
     fakes.rm.fail_next(
-        "SetIamPolicy", 400, "INVALID_ARGUMENT",
+        "SetIamPolicy",
+        400,
+        "INVALID_ARGUMENT",
         f"Service account konfig-controller@{PROJECT_ID}.iam.gserviceaccount.com does not exist.",
         times=2,
     )

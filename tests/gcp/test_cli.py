@@ -58,8 +58,9 @@ def test_bootstrap_then_doctor_round_trip(fakes, definitions):
     assert re.search(r"MISSING.*projectNumber", doctor_unrecorded.output)
     assert doctor_unrecorded.output.count("MISSING") == 1
 
-    text = CONTROL_PLANE_YAML.replace("projectIdPrefix: acme-",
-                                      f'projectIdPrefix: acme-\n    projectNumber: "{number}"')
+    text = CONTROL_PLANE_YAML.replace(
+        "projectIdPrefix: acme-", f'projectIdPrefix: acme-\n    projectNumber: "{number}"'
+    )
     (definitions / "control-plane.yaml").write_text(text)
     doctor_after = run(fakes, "doctor", str(definitions))
     assert doctor_after.exit_code == 0, doctor_after.output

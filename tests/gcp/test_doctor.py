@@ -62,7 +62,9 @@ def test_invisible_parent_is_missing_and_dependent_checks_unknown(fakes, clients
 
 
 def test_missing_caller_permissions_are_named(fakes, clients, target):
-    fakes.rm.deny_permissions(ORG, ["resourcemanager.folders.create", "resourcemanager.projects.create"])
+    fakes.rm.deny_permissions(
+        ORG, ["resourcemanager.folders.create", "resourcemanager.projects.create"]
+    )
     fakes.rm.deny_permissions(f"billingAccounts/{BILLING}", ["billing.accounts.setIamPolicy"])
 
     results = {r.check: r for r in run_checks(clients, target)}
@@ -94,7 +96,9 @@ def test_adopted_project_gaps_are_each_reported(fakes, clients, target):
     results = {r.check: r for r in run_checks(clients, target)}
 
     assert results["folder"].status is Status.OK
-    assert results["project"].status is Status.MISSING and "not labelled" in results["project"].detail
+    assert (
+        results["project"].status is Status.MISSING and "not labelled" in results["project"].detail
+    )
     assert results["project-billing"].status is Status.MISSING
     assert f"--billing-account={BILLING}" in results["project-billing"].fix
     assert results["services"].status is Status.MISSING

@@ -25,7 +25,9 @@ def test_folder_create_is_an_operation_and_display_names_are_unique(fakes, clien
 
     # FAILED_PRECONDITION travels as HTTP 400, which the REST client raises as BadRequest.
     with pytest.raises(api_exceptions.BadRequest, match="already exists"):
-        clients.folders.create_folder(folder=resourcemanager_v3.Folder(parent=ORG, display_name="acme"))
+        clients.folders.create_folder(
+            folder=resourcemanager_v3.Folder(parent=ORG, display_name="acme")
+        )
 
 
 def test_unknown_project_is_403_like_gcp(clients):
@@ -80,23 +82,32 @@ def test_errors_use_the_google_json_error_body(fakes):
 def test_iam_fake_speaks_grpc_with_the_client_types(fakes, clients):
     with pytest.raises(api_exceptions.InvalidArgument):
         clients.iam.create_service_account(
-            request=iam_admin_v1.CreateServiceAccountRequest(name="projects/p-123456", account_id="x")
+            request=iam_admin_v1.CreateServiceAccountRequest(
+                name="projects/p-123456", account_id="x"
+            )
         )
     created = clients.iam.create_service_account(
         request=iam_admin_v1.CreateServiceAccountRequest(
-            name="projects/p-123456", account_id="robot-one",
+            name="projects/p-123456",
+            account_id="robot-one",
             service_account=iam_admin_v1.ServiceAccount(display_name="Robot"),
         )
     )
     assert created.email == "robot-one@p-123456.iam.gserviceaccount.com"
     with pytest.raises(api_exceptions.AlreadyExists):
         clients.iam.create_service_account(
-            request=iam_admin_v1.CreateServiceAccountRequest(name="projects/p-123456", account_id="robot-one")
+            request=iam_admin_v1.CreateServiceAccountRequest(
+                name="projects/p-123456", account_id="robot-one"
+            )
         )
-    clients.iam.disable_service_account(request={"name": f"projects/-/serviceAccounts/{created.email}"})
+    clients.iam.disable_service_account(
+        request={"name": f"projects/-/serviceAccounts/{created.email}"}
+    )
     assert clients.iam.get_service_account(name=created.name).disabled
     with pytest.raises(api_exceptions.NotFound):
-        clients.iam.get_service_account(name="projects/-/serviceAccounts/ghost@p-123456.iam.gserviceaccount.com")
+        clients.iam.get_service_account(
+            name="projects/-/serviceAccounts/ghost@p-123456.iam.gserviceaccount.com"
+        )
 
 
 def test_iam_fault_injection(fakes, clients):

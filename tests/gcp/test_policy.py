@@ -15,7 +15,9 @@ def break_glass_policy() -> policy_pb2.Policy:
     policy.bindings.add(
         role="roles/resourcemanager.folderCreator",
         members=[SA],
-        condition=expr_pb2.Expr(title="until", expression='request.time < timestamp("2030-01-01T00:00:00Z")'),
+        condition=expr_pb2.Expr(
+            title="until", expression='request.time < timestamp("2030-01-01T00:00:00Z")'
+        ),
     )
     policy.bindings.add(role="roles/viewer", members=["group:eng@acme.com"])
     return policy
@@ -24,9 +26,9 @@ def break_glass_policy() -> policy_pb2.Policy:
 def test_conditional_grant_does_not_count_as_held():
     policy = break_glass_policy()
 
-    assert missing_roles(unconditional_bindings(policy), SA, ("roles/resourcemanager.folderCreator",)) == (
-        "roles/resourcemanager.folderCreator",
-    )
+    assert missing_roles(
+        unconditional_bindings(policy), SA, ("roles/resourcemanager.folderCreator",)
+    ) == ("roles/resourcemanager.folderCreator",)
 
 
 def test_add_member_keeps_every_existing_binding_and_the_condition():
