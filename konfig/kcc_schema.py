@@ -24,8 +24,9 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 from ruamel.yaml import YAML
@@ -167,6 +168,21 @@ def _validator(group: str, version: str, kind: str) -> Draft7Validator | str:
     return Draft7Validator(schema)
 
 
+@lru_cache(maxsize=None)
+def _fast_check(group: str, version: str, kind: str) -> Callable[[Any], Any] | None:
+    """A code-generated validator (fastjsonschema) of the same converted schema, used only as a
+    fast path: an object it accepts is valid; anything it rejects is re-checked by
+    :func:`_validator`, so messages (and verdicts) stay those of ``jsonschema``. ``None`` when
+    the schema cannot be compiled."""
+    validator = _validator(group, version, kind)
+    if isinstance(validator, str):
+        return None
+    try:
+        return fastjsonschema.compile(validator.schema)
+    except Exception:  # an unsupported construct: use jsonschema alone
+        return None
+
+
 def _unknown_kind_message(group: str, kind: str) -> str:
     elsewhere = sorted(g for g, k in _crd_index() if k == kind)
     if elsewhere:
@@ -247,6 +263,13 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
     instance = obj
     if "status" in obj:
         instance = {key: value for key, value in obj.items() if key != "status"}
+    fast = _fast_check(group, version, kind)
+    if fast is not None:
+        try:
+            fast(instance)
+            return []
+        except fastjsonschema.JsonSchemaException:
+            pass  # re-check with jsonschema for precise messages
     messages: list[str] = []
     for error in validator.iter_errors(instance):
         messages.extend(_messages(error, kind, version))

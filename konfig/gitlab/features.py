@@ -81,7 +81,7 @@ class FeatureGate:
                     result = fn()
                 except ApiError as err:
                     if self._refusal(err):
-                        self.close(f"HTTP {err.status}: {err.message}")
+                        self.close(str(err))
                         raise FeatureUnavailable(self.feature, self.reason) from err
                     raise
                 reason = unavailable_if(result) if unavailable_if else None

@@ -324,7 +324,7 @@ class FakeResourceManager:
                 "POST",
                 re.compile(rf"^/v3/((?:organizations|folders|projects)/{n}):getIamPolicy$"),
                 "GetIamPolicy",
-                self._get_policy_post,
+                self._get_policy,
             ),
             r(
                 "POST",
@@ -364,7 +364,7 @@ class FakeResourceManager:
                 "GET",
                 re.compile(rf"^/v1/(billingAccounts/{n}):getIamPolicy$"),
                 "GetIamPolicy",
-                self._get_policy_get,
+                self._get_policy,
             ),
             r(
                 "POST",
@@ -551,11 +551,7 @@ class FakeResourceManager:
 
     # ----------------------------------------------------------------- IAM policies
 
-    def _get_policy_post(self, resource: str, _id: str, **_: Any) -> tuple[int, Message]:
-        self._require_readable(resource)
-        return 200, self._policy(resource)
-
-    def _get_policy_get(self, resource: str, _id: str, **_: Any) -> tuple[int, Message]:
+    def _get_policy(self, resource: str, _id: str, **_: Any) -> tuple[int, Message]:
         self._require_readable(resource)
         return 200, self._policy(resource)
 
