@@ -45,11 +45,7 @@ def compile_gitlab(ctx: CompileContext) -> GitLabTree:
             parent_full_path=ctx.gitlab_root, kind="ControlPlane",
             description=_described(f"Konfig control plane {cp.name}"),
             saml_group_links=_links(cp.spec.groups),
-            variables=(
-                GroupVariable(naming.CI_VAR_CONTROL_PLANE_PROJECT, ctx.cp_project_id),
-                GroupVariable(naming.CI_VAR_REGION, ctx.region),
-                GroupVariable(naming.CI_VAR_CLUSTER, DEFAULT_CLUSTER),
-            ),
+            variables=tuple(sorted(_control_plane_variables(ctx))),
         )
     ]
     for platform in sorted(ctx.defs.platforms.values(), key=lambda p: p.name):
@@ -89,6 +85,20 @@ def compile_gitlab(ctx: CompileContext) -> GitLabTree:
     projects.sort(key=lambda p: p.path_with_namespace)
     return GitLabTree(url=cp.spec.gitlab.url, root_full_path=ctx.gitlab_root,
                       groups=tuple(groups), projects=tuple(projects))
+
+
+def _control_plane_variables(ctx: CompileContext) -> list[GroupVariable]:
+    variables = [
+        GroupVariable(naming.CI_VAR_CONTROL_PLANE_PROJECT, ctx.cp_project_id),
+        GroupVariable(naming.CI_VAR_REGION, ctx.region),
+        GroupVariable(naming.CI_VAR_CLUSTER, DEFAULT_CLUSTER),
+    ]
+    if ctx.cp.spec.gitlab.cli_image:
+        variables.append(GroupVariable(naming.CI_VAR_CLI_IMAGE, ctx.cp.spec.gitlab.cli_image))
+    else:
+        ctx.notes.append("spec.gitlab.cliImage is not set: workload pipelines cannot promote "
+                         "releases on tags until it is (KONFIG_CLI_IMAGE).")
+    return variables
 
 
 def _domain_group(ctx: CompileContext, domain: Domain) -> GitLabGroup:

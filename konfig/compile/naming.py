@@ -41,6 +41,7 @@ CI_VAR_REGISTRY = "KONFIG_REGISTRY"  # Artifact Registry repository for the doma
 CI_VAR_CONTROL_PLANE_PROJECT = "KONFIG_CONTROL_PLANE_PROJECT"
 CI_VAR_REGION = "KONFIG_REGION"
 CI_VAR_CLUSTER = "KONFIG_CLUSTER"  # name of the control-plane GKE cluster
+CI_VAR_CLI_IMAGE = "KONFIG_CLI_IMAGE"  # image with konfig, gcloud and kubectl (promote jobs)
 
 
 def namespace_name(domain: str, environment: str) -> str:

@@ -54,7 +54,8 @@ SET_FIELDS: dict[str, tuple[str, ...]] = {
 #: Attributes the provider computes, as templates over other attributes, so that import IDs
 #: and IAM members can be written before anything exists. Sources: the "Attributes Reference"
 #: of google_service_account, google_sql_database_instance, google_storage_bucket,
-#: google_pubsub_topic, google_compute_network.
+#: google_pubsub_topic, google_secret_manager_secret (whose ``name`` holds the project
+#: number; the API accepts the project ID in its place), google_compute_network.
 COMPUTED_ATTRIBUTES: dict[tuple[str, str], str] = {
     ("google_service_account", "email"): "{{account_id}}@{{project}}.iam.gserviceaccount.com",
     ("google_service_account", "name"): "projects/{{project}}/serviceAccounts/{{email}}",
@@ -63,6 +64,7 @@ COMPUTED_ATTRIBUTES: dict[tuple[str, str], str] = {
     ("google_storage_bucket", "url"): "gs://{{name}}",
     ("google_storage_bucket", "self_link"): "https://www.googleapis.com/storage/v1/b/{{name}}",
     ("google_pubsub_topic", "id"): "projects/{{project}}/topics/{{name}}",
+    ("google_secret_manager_secret", "name"): "projects/{{project}}/secrets/{{secret_id}}",
     ("google_compute_network", "self_link"): (
         "https://www.googleapis.com/compute/v1/projects/{{project}}/global/networks/{{name}}"
     ),
@@ -106,6 +108,24 @@ def _parent_field(body: TfDict, fields: tuple[str, ...]) -> str | None:
 # --- multiplexed KCC resources ---------------------------------------------------------
 
 _PARENTS = ("project", "folder", "org_id")
+
+#: Resources whose parent is one of several references, none of them defaulted from an
+#: annotation: without one there is nothing to attach them to.
+REQUIRED_PARENTS: dict[str, tuple[str, ...]] = {
+    "google_org_policy": _PARENTS,
+    "google_logging_log_sink": _PARENTS,
+    "google_org_policy_policy": _PARENTS,
+    "google_iam_custom_role": ("project", "org_id"),
+    "google_org_policy_custom_constraint": ("org_id",),
+}
+#: How the user gives that parent, for messages.
+PARENT_HINTS: dict[str, str] = {
+    "google_org_policy": "spec.projectRef, spec.folderRef or spec.organizationRef",
+    "google_logging_log_sink": "spec.projectRef, spec.folderRef or spec.organizationRef",
+    "google_org_policy_policy": "spec.projectRef, spec.folderRef or spec.organizationRef",
+    "google_iam_custom_role": "annotation cnrm.cloud.google.com/project-id or organization-id",
+    "google_org_policy_custom_constraint": "spec.organizationRef",
+}
 
 
 def _only(body: TfDict, keep: str, fields: tuple[str, ...]) -> TfDict:

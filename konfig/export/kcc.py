@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -110,8 +111,23 @@ def _file_name(obj: KubeObject) -> str:
     return f"{key.kind.lower()}-{key.name}.yaml"
 
 
+#: Plain scalars that YAML 1.1 parsers (kubectl's go-yaml among them) read as booleans,
+#: nulls or sexagesimal numbers although YAML 1.2 reads them as strings; written quoted.
+#: Source: https://yaml.org/type/bool.html, https://yaml.org/type/int.html
+_YAML11_SPECIAL = re.compile(
+    r"^(?:[yYnN]|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|~|null|Null|NULL|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)$"
+)
+
+
+def _represent_str(representer: Any, data: str) -> Any:
+    style = "'" if _YAML11_SPECIAL.match(data) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
 def _dump(obj: KubeObject) -> str:
     yaml = YAML(typ="safe", pure=True)
+    yaml.representer.add_representer(str, _represent_str)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # keep apiVersion, kind, metadata, spec order
     stream = io.StringIO()

@@ -402,6 +402,11 @@ class Converter:
                 return value
             return self.known_attribute(plan.key, name)
 
+        parents = fixups.REQUIRED_PARENTS.get(plan.rc.name)
+        if parents and not any(known_raw.get(f) not in (None, "") for f in parents):
+            self.result.problems.append(
+                f"{plan.key}: has no parent; give {fixups.PARENT_HINTS[plan.rc.name]}"
+            )
         kcc_id = self.kcc_import_id(plan, get_raw)
         import_id: StrValue | None
         if plan.rc.skip_import:
@@ -479,9 +484,9 @@ class Converter:
     def _target_attribute(self, plan: _Plan, target: TypeConfig) -> str:
         if plan.rc.kind == "Folder":
             return "folder_id"  # references to folders always mean the bare number here
-        if target.target_field and target.target_field != "name":
-            return target.target_field
-        return plan.rc.resource_id_field or "name"
+        # Config Connector reads a named target field from the target's spec or status
+        # (``status.name`` of a secret is its full name); the provider has the same attribute.
+        return target.target_field or plan.rc.resource_id_field or "name"
 
     def _expression_reference(self, key: ObjectKey, target: TypeConfig) -> Any:
         plan = self.plans[key]
@@ -500,20 +505,33 @@ class Converter:
 
     def _assumed_reference(self, target: TypeConfig, namespace: str, name: str) -> StrValue | None:
         """The value of a reference to an object outside the export, assuming what Config
-        Connector assumes by default: its resource ID is its name, its project that of its
-        namespace. Unknown (``None``) when a computed field (an email, a self link) is needed."""
-        if target.target_field and target.target_field != "name":
-            return None
-        if not target.value_template:
-            return name
+        Connector assumes by default: its resource ID is its name and its parent that of its
+        namespace. Computed attributes (a service account's ``email``) are derived the same
+        way; ``None`` when the value cannot be derived (a self link of an unknown network)."""
         rc = self.config_for_kind(target.kind, target.group)
+        if rc is None:
+            return name if not target.target_field and not target.value_template else None
         phantom: KubeObject = {
-            "apiVersion": f"{target.group}/v1beta1",
+            "apiVersion": f"{target.group or rc.group}/v1beta1",
             "kind": target.kind,
             "metadata": {"name": name, "namespace": namespace},
         }
-        body = _ObjectConversion(self, phantom, rc, known=True).tf_dict() if rc else {}
-        return expand(target.value_template, lambda f: body.get(f) or None, name)
+        body = _ObjectConversion(self, phantom, rc, known=True).tf_dict()
+
+        def attribute(field: str) -> StrValue | None:
+            value = body.get(field)
+            if isinstance(value, (str, Template)) and value != "":
+                return value
+            computed = fixups.COMPUTED_ATTRIBUTES.get((rc.name, field))
+            return expand(computed, attribute) if computed else None
+
+        if target.target_field:
+            value = attribute(target.target_field)
+        else:
+            value = attribute(rc.resource_id_field) if rc.resource_id_field else name
+        if value is None or not target.value_template:
+            return value
+        return expand(target.value_template, attribute, value)
 
 
 # --- one object --------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from konfig.gitlab.settings import GitLabSettings, RetryPolicy
@@ -109,9 +110,9 @@ class KonfigSession(requests.Session):
             delay = retry_after_seconds(exc.response)
             if delay is not None:
                 return min(delay, self.policy.max_wait)
-        backoff = wait_exponential_jitter(initial=self.policy.initial, max=self.policy.max_wait,
-                                          jitter=self.policy.jitter)
-        return backoff(state)
+        backoff = wait_exponential(multiplier=self.policy.initial, max=self.policy.max_wait) + \
+            wait_random(0, self.policy.jitter)
+        return min(backoff(state), self.policy.max_wait)
 
     def _count(self, method: str, response: requests.Response | None) -> None:
         with self._stats_lock:

@@ -58,6 +58,11 @@ class GitLabSettings(KonfigModel):
     parent_group: Annotated[str, StringConstraints(pattern=names.GITLAB_PATH)] = Field(
         description="Existing group (full path); adopted, never created."
     )
+    cli_image: str | None = Field(
+        default=None,
+        description="Container image with konfig, gcloud and kubectl, run by the workload "
+        "pipelines' promotion jobs (KONFIG_CLI_IMAGE).",
+    )
 
 
 class Environment(KonfigModel):

@@ -77,6 +77,8 @@ FAIL_ANNOTATION = "sandbox.konfig.dev/cnrm-fail"
 """On a Config Connector object, makes the fake controller report Ready=False with this
 annotation's value as the message (reason ``UpdateFailed``), to test failure roll-ups."""
 
+_RECORDED = web.RequestKey("konfig_recorded", bool)  # the request log already has this request
+
 KUBERNETES_VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-konfig-sandbox",
                       "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
                       "buildDate": "2024-04-17T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc",
@@ -384,7 +386,7 @@ class KubeEmulator:
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Block until ``predicate()`` is truthy, re-checking after every change of the cluster
-        state (no polling); returns its value. Raises TimeoutError."""
+        state and every logged request (no polling); returns its value. Raises TimeoutError."""
         return self.store.wait(predicate, timeout)
 
     @property
@@ -406,6 +408,7 @@ class KubeEmulator:
                 method=request.method, path=request.path, query=dict(request.query), status=status,
                 content_type=request.headers.get("Content-Type"), body=body,
                 user_agent=request.headers.get("User-Agent")))
+        self.store.notify()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body: Any = None
@@ -414,7 +417,7 @@ class KubeEmulator:
             response = await self._route(request, body)
         except StatusError as exc:
             response = web.json_response(exc.to_status(), status=exc.code)
-        if not request.get("recorded"):
+        if not request.get(_RECORDED):
             self._record(request, response.status, body)
         return response
 
@@ -567,7 +570,7 @@ class KubeEmulator:
 
         deadline = time.monotonic() + timeout if timeout else None
         self._record(request, 200, None)  # logged when the stream starts, not when it ends
-        request["recorded"] = True
+        request[_RECORDED] = True
         try:
             await response.prepare(request)
             for event_type, obj in initial:

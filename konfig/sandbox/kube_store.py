@@ -249,6 +249,11 @@ class Store:
         with self._lock:
             return self.types.by_kind(api_version, kind)
 
+    def notify(self) -> None:
+        """Wake ``wait`` callers so they re-check their predicate (e.g. after a request)."""
+        with self._changed:
+            self._changed.notify_all()
+
     def wait(self, predicate: Callable[[], Any], timeout: float) -> Any:
         """Block until ``predicate()`` (evaluated under the lock after each change) is truthy;
         return its value. Raises TimeoutError after ``timeout`` seconds."""

@@ -200,7 +200,7 @@ spec:
     projectIdPrefix: acme-
     projectId: acme-control
     projectNumber: "123456789012"
-  gitlab: {url: "https://gitlab.example.com", parentGroup: acme/platform}
+  gitlab: {url: "https://gitlab.example.com", parentGroup: acme/platform, cliImage: "registry.example.com/konfig:1"}
   environments: [{name: dev}, {name: stage}, {name: prod, production: true}]
   services: [run.googleapis.com, sqladmin.googleapis.com]
   groups:

@@ -830,12 +830,11 @@ def kopf_operator(kube: KubeEmulator, widgets: str) -> Iterator[kopf.OperatorReg
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.posting.level = 20  # INFO: handler logs become Kubernetes Events
         settings.watching.server_timeout = 5
 
     @kopf.on.create(GROUP, "v1", "widgets", registry=registry, id="created")
-    def created(spec: Any, patch: Any, logger: Any, **_: Any) -> dict[str, Any]:
-        logger.info("widget created")
+    def created(body: Any, spec: Any, patch: Any, **_: Any) -> dict[str, Any]:
+        kopf.info(body, reason="Created", message="widget created")  # posts a v1 Event
         patch.status["phase"] = "Made"
         return {"size": spec["size"]}
 
@@ -866,7 +865,6 @@ def test_kopf_operator_handles_a_custom_resource(kube: KubeEmulator, kopf_operat
     assert done["status"]["created"] == {"size": 3}
     assert done["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]
     assert "kopf.zalando.org/last-handled-configuration" in done["metadata"]["annotations"]
-    print([(r.method, r.path, r.status) for r in kube.requests])
     events = kube.wait(lambda: [e for e in kube.list("v1", "Event", "default")
                                 if e["involvedObject"]["name"] == "w"], timeout=15)
     assert any(e["message"] == "widget created" for e in events)
