@@ -236,13 +236,15 @@ def plan_grant(
     not the control plane's or not the domain's, there is no owner group (or a requested group
     is not one), or a break-glass role is a basic role (IAM refuses conditions on those).
     """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     reason = reason.strip()
     if not reason:
         raise BreakGlassRefused("no-reason", "a reason is required (--reason): it is the audit trail")
     seconds = _duration_seconds(duration, control_plane)
     _check_environment(control_plane, domain, environment)
     chosen = _groups(control_plane, platform, domain, groups)
-    roles = tuple(control_plane.spec.break_glass.roles)
+    roles = tuple(sorted(set(control_plane.spec.break_glass.roles)))
     basic = sorted(set(roles) & BASIC_ROLES)
     if basic:
         raise BreakGlassRefused(

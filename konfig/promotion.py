@@ -183,13 +183,15 @@ def plan_promotion(
     ``source`` and ``target`` are the Workload objects (as the API server returns them) in the
     source and target domain-environment namespaces, None where absent. ``from_environment``
     defaults to the environment right before ``to_environment``; given, it must be exactly
-    that one. ``now`` must be timezone-aware.
+    that one. ``now`` must be timezone-aware (``ValueError`` otherwise).
 
     Returns the :class:`Promotion` to apply. Raises :class:`PromotionRefused` (see
     :data:`RefusalCode`) when an environment is unknown or not the domain's, when promoting
     would skip an environment or has nothing before it, when the source Workload is missing,
     of another domain, not Ready for its current generation, or runs an image without digest.
     """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
     source_env = _source_environment(control_plane, domain, to_environment, from_environment)
     source_ns = naming.namespace_name(domain.name, source_env)
     if source is None:

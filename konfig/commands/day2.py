@@ -1,7 +1,316 @@
-"""Commands of this group are not implemented yet."""
+"""Day-2 commands: ``konfig promote`` and ``konfig break-glass request|list|revoke``.
 
+Thin shell: parse options, build a kubernetes client, call :mod:`konfig.kube.promote` or
+:mod:`konfig.kube.breakglass`, print. Exit status 0 when done (or nothing to do), 1 when Konfig
+refuses (the reason is printed) or the cluster cannot answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import kubernetes.client
+import kubernetes.config
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from konfig.breakglass import BreakGlassRefused, Grant
+from konfig.compile.state import SYSTEM_NAMESPACE
+from konfig.kube import breakglass as kube_breakglass
+from konfig.kube import promote as kube_promote
+from konfig.kube.promote import ClusterStateError
+from konfig.promotion import PromotionRefused
+
+Kubeconfig = Annotated[
+    Path | None,
+    typer.Option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)."),
+]
+Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context (default: current).")]
+SystemNamespace = Annotated[
+    str,
+    typer.Option("--namespace-system", help="Namespace of the ControlPlane, Platforms and Domains."),
+]
+Actor = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who is doing this, for the records (default: $GITLAB_USER_LOGIN, else $USER).",
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Decide and print; change nothing.")]
+
+
+def _actor(actor: str | None) -> str:
+    who = actor or os.environ.get("GITLAB_USER_LOGIN") or os.environ.get("USER")
+    if not who:
+        raise typer.BadParameter("nobody to record: pass --actor", param_hint="--actor")
+    return who
+
+
+def _client(kubeconfig: Path | None, context: str | None) -> kubernetes.client.ApiClient:
+    try:
+        return kube_promote.api_client_from(str(kubeconfig) if kubeconfig else None, context)
+    except kubernetes.config.ConfigException as exc:
+        _fail(f"cannot reach the cluster: {exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _refused(exc: PromotionRefused | BreakGlassRefused) -> NoReturn:
+    Console(stderr=True).print(f"[bold red]refused[/] ({exc.code}): {exc.reason}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _api_error(exc: kubernetes.client.ApiException) -> NoReturn:
+    _fail(f"the Kubernetes API answered {exc.status} {exc.reason}: {_api_message(exc)}")
+
+
+def _api_message(exc: kubernetes.client.ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message", "") or ""
+    except (ValueError, AttributeError):
+        return str(exc.body or "")
+
+
+# --------------------------------------------------------------------------- promote
+
+
+def promote_command(
+    workload: Annotated[str, typer.Argument(help="Workload name (metadata.name).")],
+    to: Annotated[str, typer.Option("--to", help="Environment to promote into.")],
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="Environment to promote from; must be the one right before --to."),
+    ] = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            "--domain",
+            envvar="KONFIG_DOMAIN",
+            help="The workload's domain (default: $KONFIG_DOMAIN, else inferred when the name is "
+            "unique in the cluster).",
+        ),
+    ] = None,
+    actor: Actor = None,
+    dry_run: DryRun = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
+) -> None:
+    """Promote the image digest running in the previous environment to the next one.
+
+    Reads the digest from the Workload's status in the previous environment (it must be Ready
+    for its current generation), sets it as spec.image of the Workload in --to (creating that
+    Workload from the source's spec if there is none), and records who, what and when in
+    annotations and a Promoted Event.
+    """
+    who = _actor(actor)
+    client = _client(kubeconfig, context)
+    try:
+        report = kube_promote.promote(
+            client, workload=workload, to_environment=to, from_environment=from_, domain=domain,
+            actor=who, now=datetime.now(UTC), system_namespace=namespace_system, dry_run=dry_run,
+        )
+    except PromotionRefused as exc:
+        _refused(exc)
+    except ClusterStateError as exc:
+        _fail(str(exc))
+    except kubernetes.client.ApiException as exc:
+        _api_error(exc)
+    finally:
+        client.close()
+    promotion = report.promotion
+    out = Console(highlight=False)
+    where = f"{promotion.workload} in {promotion.target_namespace}"
+    if not promotion.changed:
+        out.print(f"{where} already runs {promotion.digest}: nothing to promote.")
+    elif dry_run:
+        action = "create" if promotion.create else "update"
+        out.print(f"dry run: would {action} {where}: {promotion.previous_image or '(none)'} -> {promotion.image}")
+    else:
+        out.print(
+            f"Promoted {promotion.digest} from {promotion.source_environment} to "
+            f"{promotion.target_environment}: {where} {'created' if promotion.create else 'updated'}"
+            f" (by {promotion.actor} at {promotion.annotations()['konfig.dev/promoted-at']})."
+        )
+        out.print("The operator rolls it out; watch its Ready condition.")
+    _warn(report.warnings)
+
+
+# --------------------------------------------------------------------------- break-glass
+
+
+def request_command(
+    domain: Annotated[str, typer.Argument(help="Domain whose project gets the grant.")],
+    env: Annotated[str, typer.Option("--env", help="Environment whose project gets the grant.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (incident, ticket); recorded everywhere.")],
+    duration: Annotated[
+        str, typer.Option("--duration", help="How long, e.g. 30m, 1h; at most spec.breakGlass.maxDuration.")
+    ] = "1h",
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="Grant to this owner group only (repeatable; default: every owner group)."),
+    ] = None,
+    actor: Actor = None,
+    dry_run: DryRun = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
+) -> None:
+    """Grant the break-glass roles on one environment's project to the domain's owner groups,
+    until an expiry enforced by IAM itself (a condition on request.time)."""
+    who = _actor(actor)
+    client = _client(kubeconfig, context)
+    try:
+        report = kube_breakglass.request_grant(
+            client, domain=domain, environment=env, duration=duration, reason=reason, actor=who,
+            now=datetime.now(UTC), groups=group or None, system_namespace=namespace_system,
+            dry_run=dry_run,
+        )
+    except BreakGlassRefused as exc:
+        _refused(exc)
+    except ClusterStateError as exc:
+        _fail(str(exc))
+    except kubernetes.client.ApiException as exc:
+        _api_error(exc)
+    finally:
+        client.close()
+    g = report.grant
+    out = Console(highlight=False)
+    prefix = "dry run: would grant" if dry_run else "Granted"
+    out.print(f"{prefix} break-glass [bold]{g.id}[/bold] on {g.environment} (project {g.project_id})")
+    out.print(f"  roles:   {', '.join(g.roles)}")
+    out.print(f"  groups:  {', '.join(g.groups)}")
+    out.print(f"  expires: {_time(g.expires_at)} ({duration})")
+    if not dry_run:
+        out.print(f"Config Connector applies it shortly. Revoke early: konfig break-glass revoke {g.id}")
+    _warn(report.warnings)
+
+
+def list_command(
+    domain: Annotated[str | None, typer.Argument(help="Only this domain's grants.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
+) -> None:
+    """List break-glass grants, active and expired (expired ones last until the operator's next
+    resync or a revoke)."""
+    client = _client(kubeconfig, context)
+    try:
+        grants = kube_breakglass.list_grants(client, domain=domain, system_namespace=namespace_system)
+    except ClusterStateError as exc:
+        _fail(str(exc))
+    except kubernetes.client.ApiException as exc:
+        _api_error(exc)
+    finally:
+        client.close()
+    now = datetime.now(UTC)
+    out = Console(highlight=False)
+    if as_json:
+        out.print_json(data=[_grant_json(g, now) for g in grants])
+        return
+    if not grants:
+        out.print("No break-glass grants.")
+        return
+    table = Table(title="Break-glass grants")
+    for header in ("ID", "DOMAIN", "ENV", "PROJECT"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("GROUPS", overflow="fold")
+    table.add_column("ROLES", overflow="fold")
+    table.add_column("REQUESTED BY")
+    for header in ("EXPIRES", "STATE", "APPLIED"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("REASON", min_width=12)
+    for g in grants:
+        state = g.state(now)
+        table.add_row(
+            g.id, g.domain, g.environment, g.project_id, "\n".join(g.groups), "\n".join(g.roles),
+            g.requested_by, _time(g.expires_at),
+            f"[green]{state}[/green]" if state == "active" else f"[dim]{state}[/dim]",
+            f"{g.ready}/{len(g.objects)}", g.reason,
+        )
+    out.print(table)
+
+
+def revoke_command(
+    grant_id: Annotated[str | None, typer.Argument(help="Grant id (bg-...), from `konfig break-glass list`.")] = None,
+    expired: Annotated[
+        bool, typer.Option("--expired", help="Instead of one grant, remove every expired grant.")
+    ] = False,
+    actor: Actor = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
+) -> None:
+    """Revoke a break-glass grant now (delete its IAM bindings) and record it."""
+    if (grant_id is None) == (not expired):
+        raise typer.BadParameter("give a grant id or --expired (not both)")
+    who = _actor(actor)
+    client = _client(kubeconfig, context)
+    now = datetime.now(UTC)
+    try:
+        if expired:
+            reports = kube_breakglass.remove_expired_grants(client, system_namespace=namespace_system,
+                                                            now=now, actor=who)
+        else:
+            assert grant_id is not None
+            reports = [kube_breakglass.revoke_grant(client, grant_id, actor=who, now=now,
+                                                    system_namespace=namespace_system)]
+    except BreakGlassRefused as exc:
+        _refused(exc)
+    except ClusterStateError as exc:
+        _fail(str(exc))
+    except kubernetes.client.ApiException as exc:
+        _api_error(exc)
+    finally:
+        client.close()
+    out = Console(highlight=False)
+    if not reports:
+        out.print("No expired grants.")
+    for report in reports:
+        g = report.grant
+        verb = "Revoked" if report.state == "revoked" else "Removed expired"
+        out.print(f"{verb} break-glass {g.id} ({g.domain} {g.environment}, {len(report.objects)} bindings).")
+        _warn(report.warnings)
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _grant_json(g: Grant, now: datetime) -> dict:
+    return {
+        "id": g.id, "domain": g.domain, "environment": g.environment, "project": g.project_id,
+        "groups": list(g.groups), "roles": list(g.roles), "requestedBy": g.requested_by,
+        "requestedAt": g.requested_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expiresAt": g.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": g.reason,
+        "state": g.state(now), "objects": list(g.objects), "ready": g.ready,
+    }
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root ``konfig`` app."""
+    """Add ``promote`` and the ``break-glass`` group to the root ``konfig`` app."""
+    app.command("promote")(promote_command)
+    break_glass = typer.Typer(
+        name="break-glass",
+        help="Time-bound owner access to one environment's project, for incidents.",
+        no_args_is_help=True,
+    )
+    break_glass.command("request")(request_command)
+    break_glass.command("list")(list_command)
+    break_glass.command("revoke")(revoke_command)
+    app.add_typer(break_glass, name="break-glass")

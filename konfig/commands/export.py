@@ -24,8 +24,8 @@ export_app = typer.Typer(
     help="Export what Konfig manages as plain Config Connector manifests or as Terraform.",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and IDs stay on one line, copyable
+errors = Console(stderr=True, soft_wrap=True)
 
 DirArg = Annotated[
     Path,

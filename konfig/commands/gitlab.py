@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console()
@@ -74,17 +75,16 @@ def sync_gitlab(
 def print_report(report) -> None:  # noqa: ANN001 - konfig.gitlab.SyncReport
     """Print each change (one line), the notes, and a summary table."""
     if report.error:
-        err.print(f"[red]error:[/] {report.error}")
+        err.print(f"[red]error:[/] {escape(report.error)}")
     for result in report.results:
         symbol, style = ACTION_STYLE.get(result.change.action, ("·", ""))
         style = STATUS_STYLE.get(result.status) or style
         status = "" if result.status in ("done", "planned") else f" [{result.status}]"
         message = f" ({result.message})" if result.message else ""
-        out.print(f"[{style}]{symbol} {result.change.describe()}{status}{message}[/]"
-                  if style else f"{symbol} {result.change.describe()}{status}{message}",
-                  soft_wrap=True, highlight=False)
+        line = escape(f"{symbol} {result.change.describe()}{status}{message}")
+        out.print(f"[{style}]{line}[/]" if style else line, soft_wrap=True, highlight=False)
     for note in report.notes:
-        out.print(f"[dim]note:[/] {note}", soft_wrap=True, highlight=False)
+        out.print(f"[dim]note:[/] {escape(note)}", soft_wrap=True, highlight=False)
     summary = report.summary()
     table = Table(title="dry run: nothing written" if report.dry_run else "GitLab sync",
                   show_header=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from konfig.export.hcl import Expr, Template, concat
+from konfig.export.hcl import Expr, HclMap, Template, concat
 from konfig.export.templates import StrValue
 
 TfDict = dict[str, Any]
@@ -194,8 +194,11 @@ def _policy_spec(spec: TfDict) -> TfDict:
         for flag in ("allow_all", "deny_all", "enforce"):
             if isinstance(rule.get(flag), bool):
                 rule[flag] = "TRUE" if rule[flag] else "FALSE"
-        if isinstance(rule.get("parameters"), dict):
-            rule["parameters"] = json.dumps(rule["parameters"], sort_keys=True)
+        parameters = rule.get("parameters")
+        if isinstance(parameters, HclMap):
+            parameters = dict(parameters.items)
+        if isinstance(parameters, dict):
+            rule["parameters"] = json.dumps(parameters, sort_keys=True)
         rules.append(rule)
     if rules:
         out["rules"] = rules

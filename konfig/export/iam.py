@@ -162,10 +162,11 @@ def convert_iam(converter: "Converter", obj: KubeObject) -> None:
 
 @dataclass
 class _Target:
+    """The resource an IAM object binds on: its ``*_iam_member`` type, the arguments naming
+    it (configuration values) and its IAM resource ID for import IDs (``None`` if unknown)."""
+
     member_type: str
-    spec: IamTarget | None
-    config: dict[str, Any]  # argument -> configuration value
-    known: dict[str, StrValue | None]  # argument -> plan-time value
+    config: dict[str, Any]
     resource_id: StrValue | None
     supports_conditions: bool
 
@@ -173,9 +174,11 @@ class _Target:
 def _resolve_target(converter: "Converter", obj: KubeObject, ref: dict[str, Any]) -> _Target | None:
     key = key_of(obj)
     kind = ref.get("kind", "")
-    group = ref.get("apiVersion", "").rsplit("/", 1)[0] if "/" in ref.get("apiVersion", "") else ""
+    api_version = ref.get("apiVersion", "")
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    reference_field, reference_type = "", ""
     if kind in EXTRA_MEMBER_TYPES:
-        member_type, supports_conditions, rc = EXTRA_MEMBER_TYPES[kind], True, None
+        member_type, supports_conditions = EXTRA_MEMBER_TYPES[kind], True
     else:
         rc = converter.config_for_kind(kind, group)
         if rc is None or rc.iam is None:
@@ -185,19 +188,20 @@ def _resolve_target(converter: "Converter", obj: KubeObject, ref: dict[str, Any]
             )
             return None
         member_type, supports_conditions = rc.iam.policy_member_name, rc.iam.supports_conditions
+        reference_field = rc.iam.reference_field
+        reference_type = "id" if rc.iam.reference_type == "id" else rc.resource_id_field or "name"
     spec = IAM_TARGETS.get(member_type)
-    external = ref.get("external")
-    attrs_known: dict[str, StrValue | None]
+    external = str(ref.get("external") or "")
+    address = ""
     if external:
-        attrs_known = _match_external(spec, str(external))
-        if attrs_known is None:
+        attributes = _match_external(spec, external) if spec else {}
+        if attributes is None:
             converter.result.problems.append(
                 f"{key}: spec.resourceRef.external: {external!r} is not a {kind} name the export understands"
             )
             return None
-        if "project" not in attrs_known and spec and "project" in _fields(spec):
-            attrs_known["project"] = converter.inventory.container_value(obj, "project")[0]
-        attr_config: Any = lambda f: attrs_known.get(f)  # noqa: E731
+        if spec and "project" in _fields(spec) and "project" not in attributes:
+            attributes["project"] = converter.inventory.container_value(obj, "project")[0]
     else:
         namespace = ref.get("namespace") or key.namespace
         target_obj = converter.find(kind, namespace, ref.get("name", ""), group)
@@ -210,21 +214,23 @@ def _resolve_target(converter: "Converter", obj: KubeObject, ref: dict[str, Any]
             return None
         plan = converter.plans[target_key]
         address = f"{plan.tf_type}.{plan.tf_name}"
-        attrs_known = {f: converter.known_attribute(target_key, f) for f in _fields(spec)} if spec else {}
-        attr_config = lambda f: Expr(f"{address}.{f}")  # noqa: E731
-        if spec is None:  # a type without an entry: name the resource by its ID or name
-            field = "id" if rc and rc.iam.reference_type == "id" else (rc.resource_id_field if rc else "name")
-            return _Target(member_type, None, {rc.iam.reference_field: Expr(f"{address}.{field}")}, {}, None, supports_conditions)  # type: ignore[union-attr]
+        attributes = {f: converter.known_attribute(target_key, f) for f in _fields(spec)} if spec else {}
     if spec is None:
-        return _Target(member_type, None, {rc.iam.reference_field: str(external)}, {}, None, supports_conditions)  # type: ignore[union-attr]
-    config = {arg: expand(template, attr_config) for arg, template in spec.arguments}
-    known = {arg: expand(template, lambda f: attrs_known.get(f)) for arg, template in spec.arguments}
-    resource_id = expand(spec.resource_id, lambda f: attrs_known.get(f))
+        # A type without an entry in IAM_TARGETS: name the resource as the mapping says (its
+        # ID or its name); its import ID format is unknown, so it gets no import block.
+        value: Any = external or Expr(f"{address}.{reference_type}")
+        return _Target(member_type, {reference_field: value}, None, supports_conditions)
+
+    def config_value(field: str) -> Any:
+        return Expr(f"{address}.{field}") if address else attributes.get(field)
+
+    config = {arg: expand(template, config_value) for arg, template in spec.arguments}
     for arg, value in config.items():
         if value is None:
             converter.result.problems.append(f"{key}: spec.resourceRef: cannot tell the {arg} of the resource")
             return None
-    return _Target(member_type, spec, config, known, resource_id, supports_conditions)
+    resource_id = expand(spec.resource_id, attributes.get)
+    return _Target(member_type, config, resource_id, supports_conditions)
 
 
 def _fields(spec: IamTarget) -> list[str]:
@@ -234,9 +240,7 @@ def _fields(spec: IamTarget) -> list[str]:
     return sorted(set(fields))
 
 
-def _match_external(spec: IamTarget | None, external: str) -> dict[str, StrValue | None] | None:
-    if spec is None:
-        return {}
+def _match_external(spec: IamTarget, external: str) -> dict[str, StrValue | None] | None:
     for pattern in spec.externals:
         match = re.match(pattern, external)
         if match:

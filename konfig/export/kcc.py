@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ruamel.yaml import YAML
+from ruamel.yaml.representer import SafeRepresenter
 
 from konfig.compile.state import KubeObject
 from konfig.export.krm import (
@@ -30,6 +31,7 @@ from konfig.export.krm import (
     is_konfig_annotation,
     is_konfig_owner,
     key_of,
+    spec_without_konfig_labels,
     without_konfig_labels,
 )
 
@@ -67,8 +69,9 @@ class KccExport:
 
 
 def clean_object(obj: KubeObject, keep_konfig_labels: bool = False) -> KubeObject:
-    """A copy of ``obj`` without Konfig's labels, ownerReferences, annotations and finalizers,
-    server-set metadata or ``status``. ``cnrm.cloud.google.com/*`` and other annotations stay.
+    """A copy of ``obj`` without Konfig's labels (in metadata and in the spec's label maps),
+    ownerReferences, annotations and finalizers, server-set metadata or ``status``.
+    ``cnrm.cloud.google.com/*`` and other annotations stay.
     """
     out = copy.deepcopy(obj)
     out.pop("status", None)
@@ -77,6 +80,8 @@ def clean_object(obj: KubeObject, keep_konfig_labels: bool = False) -> KubeObjec
         meta.pop(key, None)
     if not keep_konfig_labels:
         _set_or_drop(meta, "labels", without_konfig_labels(meta.get("labels") or {}))
+        if isinstance(out.get("spec"), dict):
+            out["spec"] = spec_without_konfig_labels(out["spec"])
     _set_or_drop(
         meta,
         "annotations",
@@ -125,10 +130,19 @@ def _represent_str(representer: Any, data: str) -> Any:
     return representer.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
+class _Representer(SafeRepresenter):
+    """ruamel's safe representer with YAML 1.1-safe strings (a subclass, so that other
+    users of ruamel in the process are not affected)."""
+
+
+_Representer.add_representer(str, _represent_str)
+
+
 def _dump(obj: KubeObject) -> str:
     yaml = YAML(typ="safe", pure=True)
-    yaml.representer.add_representer(str, _represent_str)
+    yaml.Representer = _Representer
     yaml.default_flow_style = False
+    yaml.width = 1 << 16  # never fold long values (image digests, descriptions)
     yaml.sort_base_mapping_type_on_output = False  # keep apiVersion, kind, metadata, spec order
     stream = io.StringIO()
     yaml.dump(obj, stream)
@@ -150,7 +164,13 @@ def export_kcc(objects: Iterable[KubeObject], keep_konfig_labels: bool = False) 
         key = key_of(obj)
         is_namespace = key.kind == "Namespace" and key.group == ""
         if not (is_namespace or is_kcc_resource(obj) or group_of(obj) == KCC_CORE_GROUP):
-            result.omitted.append(Omitted(key, "not a Config Connector object (Konfig plumbing)"))
+            result.omitted.append(
+                Omitted(
+                    key,
+                    "not a Config Connector object (Konfig's cluster plumbing such as RBAC, or a "
+                    "workload manifest): apply it with your own tooling if you still need it",
+                )
+            )
             continue
         folder = key.name if is_namespace else (key.namespace or CLUSTER_FOLDER)
         path = f"{folder}/{_file_name(obj)}"
@@ -174,10 +194,10 @@ def _readme(result: KccExport, keep_konfig_labels: bool) -> str:
         "- Each folder holds its Namespace (`00-namespace.yaml`, annotated with its project),",
         "  its ConfigConnectorContext (`01-configconnectorcontext.yaml`) and one file per",
         "  Config Connector resource. Apply a folder with `kubectl apply -f <folder>/`.",
-        "- " + ("Konfig's labels were kept" if keep_konfig_labels else "Konfig's labels (`konfig-*`) were removed")
-        + "; ownerReferences to Konfig definitions, kopf/Konfig annotations and finalizers,",
-        "  server-set metadata and `status` were removed.",
-        "  `cnrm.cloud.google.com/*` annotations (project, deletion policy) were kept.",
+        "- " + ("Konfig's labels were kept." if keep_konfig_labels else "Konfig's labels (`konfig-*`) were removed."),
+        "- ownerReferences to Konfig definitions, kopf/Konfig annotations and finalizers,",
+        "  server-set metadata and `status` were removed; `cnrm.cloud.google.com/*`",
+        "  annotations (project, deletion policy, directives) were kept.",
         "- Before applying these manifests to another cluster, stop Konfig from reconciling",
         "  the same objects (remove its definitions with the `abandon` deletion policy kept).",
         "",

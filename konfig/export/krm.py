@@ -89,6 +89,31 @@ def without_konfig_labels(values: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in values.items() if k not in LABEL_KEYS}
 
 
+#: Spec fields that hold Google Cloud labels (Cloud Run ``template.labels``, Cloud SQL
+#: ``settings.userLabels``, GKE ``resourceLabels``, Secret Manager ``labels``): Konfig puts
+#: its labels there too, so cost reports see them on revisions, instances and nodes.
+SPEC_LABEL_FIELDS = ("labels", "userLabels", "resourceLabels")
+
+
+def spec_without_konfig_labels(node: Any) -> Any:
+    """A copy of a spec with Konfig's label keys removed from every label map in it (a map
+    left empty is removed)."""
+    if isinstance(node, list):
+        return [spec_without_konfig_labels(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in SPEC_LABEL_FIELDS and isinstance(value, dict):
+            value = without_konfig_labels(value)
+            if not value:
+                continue
+            out[key] = value
+        else:
+            out[key] = spec_without_konfig_labels(value)
+    return out
+
+
 class Inventory:
     """The objects of one export, indexed for reference lookups.
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 
-_ACRONYM_END = re.compile(r"([A-Z]+)([A-Z][a-z])")
+_CAPITALISED_WORD = re.compile(r"(.)([A-Z][a-z]+)")
 _WORD_START = re.compile(r"([a-z0-9])([A-Z])")
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
 def camel_to_snake(name: str) -> str:
-    """``diskSizeGb`` -> ``disk_size_gb``; ``allowedAWSAccountIDs`` -> ``allowed_aws_account_ids``."""
-    name = _ACRONYM_END.sub(r"\1_\2", name)
+    """``diskSizeGb`` -> ``disk_size_gb``, ``locationID`` -> ``location_id``: upstream
+    ``text.AsSnakeCase`` exactly (its two regular expressions, then lower case)."""
+    name = _CAPITALISED_WORD.sub(r"\1_\2", name)
     return _WORD_START.sub(r"\1_\2", name).lower()
 
 

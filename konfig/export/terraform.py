@@ -29,13 +29,13 @@ import copy
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ruamel.yaml import YAML
 
 from konfig.compile.state import DELETION_POLICY, KubeObject
 from konfig.export import fixups
-from konfig.export.hcl import Block, Body, Expr, HclMap, Template, concat, render_file
+from konfig.export.hcl import Block, Body, Expr, HclMap, Template, render_file
 from konfig.export.krm import (
     CNRM_ANNOTATION_PREFIX,
     Inventory,
@@ -45,6 +45,7 @@ from konfig.export.krm import (
     is_kcc_resource,
     key_of,
     labels,
+    spec_without_konfig_labels,
     without_konfig_labels,
 )
 from konfig.export.names import camel_to_snake, kebab, snake_to_camel, terraform_name
@@ -81,6 +82,8 @@ MAP_FIELDS: dict[str, tuple[str, ...]] = {
         "nodePoolAutoConfig.resourceManagerTags",
     ),
     "IAMWorkloadIdentityPoolProvider": ("attributeMapping",),
+    # Free-form constraint parameters (camelCase, as the API wants them): kept verbatim.
+    "OrgPolicyPolicy": ("spec.rules[].parameters", "dryRunSpec.rules[].parameters"),
     "PubSubSubscription": ("pushConfig.attributes",),
     "RedisInstance": ("redisConfigs",),
     "RunService": (
@@ -279,9 +282,8 @@ class Converter:
         for obj in sorted(self.inventory.objects, key=key_of):
             key = key_of(obj)
             if not is_kcc_resource(obj):
-                what = "Namespace" if key.kind == "Namespace" else "not a Config Connector resource"
                 self.result.skipped.append(
-                    Skipped(key, f"{what}: Kubernetes-side object, no cloud resource to manage")
+                    Skipped(key, "Kubernetes object, not a Google Cloud resource: not in Terraform")
                 )
                 continue
             if key.kind in IAM_KINDS:
@@ -390,30 +392,29 @@ class Converter:
         tf_type, config = fixups.adjust(plan.rc.name, config)
         _, known = fixups.adjust(plan.rc.name, known_raw)
 
-        def get_raw(name: str) -> StrValue | None:
-            value = known_raw.get(name)
-            if isinstance(value, (str, Template)) and value != "":
-                return value
-            return self.known_attribute(plan.key, name)
+        def lookup(body: dict[str, Any]):
+            """Plan-time value of a field: from ``body``, else status/computed/variable."""
 
-        def get(name: str) -> StrValue | None:
-            value = known.get(name)
-            if isinstance(value, (str, Template)) and value != "":
-                return value
-            return self.known_attribute(plan.key, name)
+            def get(name: str) -> StrValue | None:
+                value = body.get(name)
+                if isinstance(value, (str, Template)) and value != "":
+                    return value
+                return self.known_attribute(plan.key, name)
+
+            return get
 
         parents = fixups.REQUIRED_PARENTS.get(plan.rc.name)
         if parents and not any(known_raw.get(f) not in (None, "") for f in parents):
             self.result.problems.append(
                 f"{plan.key}: has no parent; give {fixups.PARENT_HINTS[plan.rc.name]}"
             )
-        kcc_id = self.kcc_import_id(plan, get_raw)
+        kcc_id = self.kcc_import_id(plan, lookup(known_raw))
         import_id: StrValue | None
         if plan.rc.skip_import:
             import_id = None
             self.warn(f"{plan.key}: the provider cannot import {tf_type}; no import block written")
         elif tf_type in fixups.IMPORT_IDS:
-            import_id = fixups.IMPORT_IDS[tf_type](get)
+            import_id = fixups.IMPORT_IDS[tf_type](lookup(known))
         else:
             import_id = kcc_id
         if import_id is None and not plan.rc.skip_import:
@@ -422,7 +423,7 @@ class Converter:
         prevent = annotations(plan.obj).get(DELETION_POLICY) == "abandon"
         return TfResource(plan.key, tf_type, plan.tf_name, body, import_id, kcc_id, prevent)
 
-    def kcc_import_id(self, plan: _Plan, get) -> StrValue | None:
+    def kcc_import_id(self, plan: _Plan, get: Callable[[str], StrValue | None]) -> StrValue | None:
         """The import ID as upstream ``Resource.GetImportID`` builds it from the mapping."""
         rc = plan.rc
         template = rc.id_template
@@ -550,6 +551,8 @@ class _ObjectConversion:
 
     def tf_dict(self) -> dict[str, Any]:
         config = copy.deepcopy(self.obj.get("spec") or {})
+        if not self.c.options.keep_konfig_labels:
+            config = spec_without_konfig_labels(config)
         self._default_hierarchical_reference(config)
         resource_id = config.pop("resourceID", None)
         self._set_resource_id(config, resource_id)

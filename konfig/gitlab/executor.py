@@ -82,14 +82,16 @@ def run_tasks(tasks: list[Task], max_workers: int = 8) -> dict[str, Outcome]:
             else:
                 settle(child, Outcome(SKIPPED, f"not attempted: {key} {outcome.status}"))
 
-    with ThreadPoolExecutor(max_workers=max(1, max_workers),
+    workers = max(1, max_workers)
+    with ThreadPoolExecutor(max_workers=workers,
                             thread_name_prefix="konfig-apply") as pool:
         running: dict[Future, str] = {}
         while ready or running or timers:
             now = time.monotonic()
             while timers and timers[0][0] <= now:
                 ready.append(heapq.heappop(timers)[2])
-            while ready:
+            # Submit no more than there are workers: waiting on a few futures stays cheap.
+            while ready and len(running) < workers:
                 key = ready.popleft()
                 if key not in outcomes:
                     running[pool.submit(_execute, by_key[key])] = key

@@ -21,15 +21,23 @@ What it serves (paths and shapes from https://kubernetes.io/docs/reference/using
   CRD serves its resource at once (scope, names, shortNames, categories, status subresource);
   deleting it deletes its objects first. Namespaces ``default``, ``kube-system``,
   ``kube-public`` and ``kube-node-lease`` exist from the start.
-- CRUD, list (``limit``/``continue``), watch, label and field selectors, PUT/PATCH with
-  optimistic concurrency, merge / JSON / strategic-merge patches, server-side apply with
-  managedFields, the status subresource, ``dryRun=All``, finalizers, namespace termination,
-  ownerReference garbage collection (Background, Foreground, Orphan). See the sibling modules
-  for the precise rules: kube_store, kube_patch, kube_apply, kube_schema, kube_selectors.
+- CRUD, list (``limit``/``continue``), watch (also ``/watch/`` paths and single objects),
+  label and field selectors, PUT/PATCH with optimistic concurrency, merge / JSON /
+  strategic-merge patches, server-side apply with managedFields, the status subresource,
+  ``dryRun=All``, finalizers, namespace termination, ownerReference garbage collection
+  (Background, Foreground, Orphan). See the sibling modules for the precise rules: kube_store,
+  kube_patch, kube_apply, kube_schema, kube_selectors.
+- Like the real server: apply that creates answers 201 (the typed
+  ``CustomObjectsApi.patch_*`` methods of kubernetes-client 37 map only 200 and return None
+  then; use ``_preload_content=False`` or the DynamicClient); a delete that removes at once
+  answers a ``Status`` for built-in kinds and the object for custom resources; removing the
+  last finalizer emits only DELETED; an unchanged write keeps the resourceVersion and emits
+  nothing; ``default``, ``kube-system`` and ``kube-public`` cannot be deleted (403).
 
 Deliberate simplifications (tests should not depend on them):
 
-- No authentication or authorization: any bearer token is accepted, nothing is forbidden.
+- No authentication or authorization: any bearer token is accepted. ``fieldValidation`` is
+  ignored (unknown fields of custom resources are pruned silently, the pre-1.23 default).
 - No defaulting of built-in kinds beyond Namespace (labels, finalizers, phase) and Secret
   (``stringData`` folded into ``data``, ``type: Opaque``); ``metadata.generation`` is kept for
   every kind. Custom resources are pruned, defaulted and validated against their schema.
@@ -37,12 +45,16 @@ Deliberate simplifications (tests should not depend on them):
   refused with 415 on custom resources, like the real server.
 - Server-side apply decides list types heuristically (kube_apply) and reports conflicts only on
   leaf fields; ``force=true`` takes the conflicting fields over.
+- A CRD is Established at once; namespace termination deletes the contents synchronously, so
+  an empty namespace disappears within the DELETE call (the real one stays Terminating briefly).
 - Garbage collection runs synchronously when an owner goes away (the real GC is eventually
   consistent); dependents created with already-missing owners are not collected.
 - Watches replay from a bounded history; a resourceVersion older than it gets a 410 Expired
   ``ERROR`` event. Bookmarks are sent every ``bookmark_interval`` seconds when asked for.
 - The optional fake Config Connector marks objects of ``*.cnrm.cloud.google.com`` groups
-  ``Ready`` (or not, see ``FAIL_ANNOTATION``) shortly after each create or spec change.
+  (whose CRDs declare the status subresource) ``Ready`` (or not, see ``FAIL_ANNOTATION``)
+  ``config_connector_delay`` seconds after each create or spec change. It adds no finalizers:
+  deleting such an object is immediate.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -62,14 +75,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from konfig.sandbox.kube_selectors import Selector
-from konfig.sandbox.kube_store import (
-    APPLY_PATCH,
-    CRD_GROUP,
-    PATCH_TYPES,
-    Store,
-    now_rfc3339,
-)
-from konfig.sandbox.kube_types import ResourceType, StatusError
+from konfig.sandbox.kube_store import APPLY_PATCH, PATCH_TYPES, Store, now_rfc3339
+from konfig.sandbox.kube_types import CRD_GROUP, ResourceType, StatusError
 
 CNRM_GROUP_SUFFIX = ".cnrm.cloud.google.com"
 CNRM_MANAGER = "cnrm-controller-manager"
@@ -77,6 +84,7 @@ FAIL_ANNOTATION = "sandbox.konfig.dev/cnrm-fail"
 """On a Config Connector object, makes the fake controller report Ready=False with this
 annotation's value as the message (reason ``UpdateFailed``), to test failure roll-ups."""
 
+_log = logging.getLogger(__name__)
 _RECORDED = web.RequestKey("konfig_recorded", bool)  # the request log already has this request
 
 KUBERNETES_VERSION = {"major": "1", "minor": "30", "gitVersion": "v1.30.0-konfig-sandbox",
@@ -145,6 +153,15 @@ class _FakeConfigConnector:
         emulator._call_later(emulator.config_connector_delay, self._reconcile, rtype.storage_key,
                              meta.get("namespace"), meta["name"], meta["uid"])
 
+    def sweep(self) -> None:
+        """Schedule a reconcile of every existing Config Connector object."""
+        store = self._emulator.store
+        with store.lock:
+            for rtype in store.types.storage_types():
+                if rtype.group.endswith(CNRM_GROUP_SUFFIX):
+                    for obj in store.list(rtype)["items"]:
+                        self.on_change("MODIFIED", rtype, None, obj)
+
     @staticmethod
     def _desired_status(obj: dict[str, Any]) -> dict[str, Any]:
         failure = (obj["metadata"].get("annotations") or {}).get(FAIL_ANNOTATION)
@@ -196,7 +213,7 @@ class KubeEmulator:
                  history_size: int = 10000) -> None:
         self.host = host
         self.port = port
-        self.fake_config_connector = fake_config_connector
+        self._fake_config_connector = fake_config_connector
         self.config_connector_delay = config_connector_delay
         self.bookmark_interval = bookmark_interval
         self.store = Store(history_size=history_size)
@@ -206,7 +223,20 @@ class KubeEmulator:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._yaml = YAML(typ="safe")
-        self.store.add_listener(_FakeConfigConnector(self).on_change)
+        self._config_connector = _FakeConfigConnector(self)
+        self.store.add_listener(self._config_connector.on_change)
+
+    @property
+    def fake_config_connector(self) -> bool:
+        """Whether Config Connector objects are marked Ready (see _FakeConfigConnector).
+        Turning it on also reconciles the objects that already exist."""
+        return self._fake_config_connector
+
+    @fake_config_connector.setter
+    def fake_config_connector(self, enabled: bool) -> None:
+        self._fake_config_connector = enabled
+        if enabled:
+            self._config_connector.sweep()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -255,9 +285,7 @@ class KubeEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]  # the ephemeral port chosen by the OS
 
     async def _shutdown(self) -> None:
         self.store.close_all_watches()
@@ -417,6 +445,10 @@ class KubeEmulator:
             response = await self._route(request, body)
         except StatusError as exc:
             response = web.json_response(exc.to_status(), status=exc.code)
+        except Exception as exc:  # noqa: BLE001 - an emulator bug must still answer a Status
+            _log.exception("kube emulator failed on %s %s", request.method, request.path_qs)
+            error = StatusError(500, "InternalError", f"emulator error: {exc!r}")
+            response = web.json_response(error.to_status(), status=500)
         if not request.get(_RECORDED):
             self._record(request, response.status, body)
         return response
@@ -442,7 +474,7 @@ class KubeEmulator:
             return web.json_response(KUBERNETES_VERSION)
         if not parts or parts[0] not in ("api", "apis"):
             raise StatusError.no_route()
-        with self.store._lock:  # discovery documents are read consistently
+        with self.store.lock:  # discovery documents are read consistently
             if parts == ["api"]:
                 return web.json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                     {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}]})
@@ -472,7 +504,7 @@ class KubeEmulator:
         if not rest or len(rest) > 3:
             raise StatusError.no_route()
         plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
-        with self.store._lock:
+        with self.store.lock:
             rtype = self.store.types.lookup(group, version, plural)
         if rtype is None or (namespace is not None and not rtype.namespaced):
             raise StatusError.no_route()
@@ -481,8 +513,12 @@ class KubeEmulator:
         if rtype.namespaced and name is not None and namespace is None:
             raise StatusError.no_route()
         query = request.query
+        watch = watch or _truthy(query.get("watch"))
         if name is None:
-            return await self._collection(request, rtype, namespace, body, watch or _truthy(query.get("watch")))
+            return await self._collection(request, rtype, namespace, body, watch)
+        if watch and request.method == "GET" and sub is None:  # watching one object by name
+            selector = Selector.parse(query.get("labelSelector"), f"metadata.name={name}")
+            return await self._watch(request, rtype, namespace, selector)
         return await self._item(request, rtype, namespace, name, sub, body)
 
     async def _collection(self, request: web.Request, rtype: ResourceType, namespace: str | None, body: Any,

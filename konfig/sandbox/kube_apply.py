@@ -25,6 +25,8 @@ import copy
 import json
 from typing import Any
 
+from konfig.sandbox.kube_patch import list_merge_key
+
 Path = tuple[str, ...]
 
 # metadata fields set by the server, never owned by a manager.
@@ -62,8 +64,6 @@ def tracked_view(obj: dict[str, Any] | None, has_status: bool, subresource: str 
 
 
 def _merge_key(field: str, items: list[Any]) -> str | None:
-    from konfig.sandbox.kube_patch import list_merge_key
-
     return list_merge_key(field, items)
 
 
@@ -280,10 +280,15 @@ def server_side_apply(live: dict[str, Any] | None, applied_view: dict[str, Any],
 
     owned_by_others = set().union(*(paths for _, paths in others)) if others else set()
     result = copy.deepcopy(live) if live else {}
-    for path in sorted(previous - applied_paths, key=len, reverse=True):
-        still_owned = any(other[:len(path)] == path for other in owned_by_others)
-        if not still_owned:
+    removed: list[Path] = []
+    # Shortest first: a dropped list item goes as a whole (deleting its key field first would
+    # leave an unmatchable remainder), and nothing below an already removed path is visited.
+    for path in sorted(previous - applied_paths, key=len):
+        if any(path[:len(done)] == done for done in removed):
+            continue
+        if not any(other[:len(path)] == path for other in owned_by_others):
             _delete_at(result, path)
+            removed.append(path)
     result = _merge_applied(result, applied_view)
     new_managed = _rebuild(others, now)
     new_managed.insert(0, _entry(manager, "Apply", api_version, applied_paths, subresource, now))

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from konfig.sandbox import kube_apply, kube_patch, kube_schema
@@ -49,6 +49,7 @@ APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE_PATCH, JSON_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")  # the real server refuses to delete them
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what the real apiserver uses
 
 Key = tuple[str, str]  # (namespace or "", name)
@@ -132,6 +133,11 @@ class Store:
             self.create(ns_type, None, {"metadata": {"name": name}}, manager="kube-apiserver")
 
     # -- small helpers ---------------------------------------------------------------------
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's re-entrant lock: hold it for several reads that must be consistent."""
+        return self._lock
 
     @property
     def resource_version(self) -> int:
@@ -501,7 +507,7 @@ class Store:
                 ("", f"{rtype.plural}.{rtype.group}"))
             if crd and crd["metadata"].get("deletionTimestamp"):
                 raise StatusError(405, "MethodNotAllowed",
-                                  f"create not allowed while custom resource definition is terminating")
+                                  "create not allowed while custom resource definition is terminating")
         if self._key(rtype, namespace, name) in self._bucket(rtype):
             raise StatusError.already_exists(rtype, name)
         for fld in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
@@ -701,6 +707,8 @@ class Store:
         Orphan."""
         with self._lock:
             old = self._stored(rtype, namespace, name)
+            if rtype.kind == "Namespace" and not rtype.group and name in PROTECTED_NAMESPACES:
+                raise StatusError.forbidden(rtype, name, "this namespace may not be deleted")
             for fld in ("uid", "resourceVersion"):
                 wanted = (preconditions or {}).get(fld)
                 if wanted and wanted != old["metadata"].get(fld):

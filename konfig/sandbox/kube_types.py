@@ -306,6 +306,16 @@ class TypeRegistry:
         return [types[plural] for (g, _), types in self._by_group_version.items()
                 if g == group and plural in types]
 
+    def storage_types(self) -> list[ResourceType]:
+        """One served type per stored resource (its highest-priority version)."""
+        chosen: dict[tuple[str, str], ResourceType] = {}
+        for types in self._by_group_version.values():
+            for rtype in types.values():
+                best = chosen.get(rtype.storage_key)
+                if best is None or version_priority(rtype.version) < version_priority(best.version):
+                    chosen[rtype.storage_key] = rtype
+        return [chosen[key] for key in sorted(chosen)]
+
     def groups(self) -> dict[str, list[str]]:
         """Non-core group name -> served versions, highest priority first."""
         groups: dict[str, list[str]] = {}

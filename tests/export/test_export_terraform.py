@@ -172,6 +172,8 @@ def test_konfig_labels_are_dropped_and_others_kept(parsed: ParsedConfig) -> None
     labels = parsed.attribute(PROJECT, "labels")
     assert "cost-center" in labels and "konfig-" not in labels
     assert "tier" in parsed.attribute("google_sql_database_instance.ecommerce_dev__orders", "settings.user_labels")
+    revision_labels = parsed.attribute("google_cloud_run_v2_service.ecommerce_dev__checkout", "template.labels")
+    assert "team" in revision_labels and "konfig-" not in revision_labels
     for address in parsed.resources:
         for attribute in ("labels", "user_labels"):
             if parsed.has_attribute(address, attribute):

@@ -203,3 +203,36 @@ def test_clear_text_secret_is_flagged() -> None:
     export = export_terraform([namespace(), user])
     assert any("spec.password is written in clear text" in w for w in export.warnings)
     assert 'password = "hunter2"' in render_block(export.resources[0].resource_block())
+
+
+def test_org_policy_policy_on_a_folder_with_parameters(tmp_path: Path) -> None:
+    policy = kcc("OrgPolicyPolicy", "orgpolicy", "gke", {
+        "resourceID": "gcp.restrictServiceUsage",
+        "folderRef": {"external": "folders/123"},
+        "spec": {"rules": [{"allowAll": False, "parameters": {"allowedServices": ["run.googleapis.com"]}}]},
+        "dryRunSpec": {"rules": [{"denyAll": True}], "inheritFromParent": False},
+    })
+    _, config = parsed(tmp_path, [policy])
+    address = "google_org_policy_policy.team__gke"
+    assert config.imports() == {address: '"folders/123/policies/gcp.restrictServiceUsage"'}
+    assert config.attribute(address, "parent") == '"folders/123"'
+    assert config.attribute(address, "spec.rules.allow_all") == '"FALSE"'
+    # The API's own camelCase parameter names, as a JSON string (org_policy_policy docs).
+    assert config.attribute(address, "spec.rules.parameters") == '"{\\"allowedServices\\": [\\"run.googleapis.com\\"]}"'
+    assert config.attribute(address, "dry_run_spec.rules.deny_all") == '"TRUE"'
+    assert config.attribute(address, "dry_run_spec.inherit_from_parent") == "false"
+
+
+def test_iam_member_on_a_type_without_known_import_format(tmp_path: Path) -> None:
+    ring = kcc("KMSKeyRing", "kms", "ring", {"location": "europe-west1"})
+    key = kcc("KMSCryptoKey", "kms", "key", {"keyRingRef": {"name": "ring"}})
+    member = kcc("IAMPolicyMember", "iam", "decrypt", {
+        "resourceRef": {"kind": "KMSCryptoKey", "name": "key"},
+        "member": "serviceAccount:x@team-project.iam.gserviceaccount.com",
+        "role": "roles/cloudkms.cryptoKeyDecrypter"})
+    export, config = parsed(tmp_path, [namespace(), ring, key, member])
+    address = "google_kms_crypto_key_iam_member.team__decrypt"
+    # The mapping names the key by its ID (iamConfig referenceField type "id").
+    assert config.attribute(address, "crypto_key_id") == "google_kms_crypto_key.team__key.id"
+    assert address not in config.imports()
+    assert any("IAMPolicyMember team/decrypt: import ID" in w for w in export.warnings)

@@ -78,6 +78,12 @@ def configmap(name: str, labels: dict[str, str] | None = None, **meta: Any) -> d
     return {"metadata": {"name": name, "labels": labels or {}, **meta}, "data": {"k": "v"}}
 
 
+def deployment(name: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}}
+
+
 @pytest.fixture
 def widgets(kube: KubeEmulator) -> str:
     kube.install_crds([widget_crd()])
@@ -296,6 +302,75 @@ def test_custom_resources_are_pruned_and_defaulted(widgets: str, custom: kuberne
     assert "extra" not in made
 
 
+BUILTIN_OBJECTS = [
+    ("v1", "Namespace", {"metadata": {"name": "ns-x"}}),
+    ("v1", "ConfigMap", {"metadata": {"name": "x"}, "data": {"a": "b"}}),
+    ("v1", "Secret", {"metadata": {"name": "x"}, "data": {"a": "Yg=="}}),
+    ("v1", "ServiceAccount", {"metadata": {"name": "x"}}),
+    ("v1", "Service", {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80}]}}),
+    ("v1", "Event", {"metadata": {"name": "x"}, "involvedObject": {"kind": "ConfigMap", "name": "x"},
+                     "reason": "Test", "message": "m"}),
+    ("events.k8s.io/v1", "Event", {"metadata": {"name": "x"}, "eventTime": "2024-01-01T00:00:00.000000Z",
+                                   "reason": "Test", "action": "Do", "reportingController": "konfig",
+                                   "reportingInstance": "konfig-0"}),
+    ("apps/v1", "Deployment", deployment("x", [{"name": "app", "image": "app:1"}])),
+    ("rbac.authorization.k8s.io/v1", "Role", {"metadata": {"name": "x"}, "rules": []}),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding", {"metadata": {"name": "x"}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "x"}, "subjects": []}),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole", {"metadata": {"name": "x"}, "rules": []}),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", {"metadata": {"name": "x"}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "x"}}),
+    ("coordination.k8s.io/v1", "Lease", {"metadata": {"name": "x"}, "spec": {"holderIdentity": "me"}}),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition", widget_crd()),
+]
+
+
+@pytest.mark.parametrize(("api_version", "kind", "body"), BUILTIN_OBJECTS,
+                         ids=[f"{a}/{k}" for a, k, _ in BUILTIN_OBJECTS])
+def test_every_builtin_kind_round_trips(dyn: kubernetes.dynamic.DynamicClient, api_version: str, kind: str,
+                                        body: dict[str, Any]) -> None:
+    resource = dyn.resources.get(api_version=api_version, kind=kind)
+    namespace = "default" if resource.namespaced else None
+    name = body["metadata"]["name"]
+    made = resource.create(body={"apiVersion": api_version, "kind": kind, **body}, namespace=namespace)
+    assert (made.apiVersion, made.kind, made.metadata.name) == (api_version, kind, name)
+    resource.patch(name=name, namespace=namespace, body={"metadata": {"labels": {"patched": "yes"}}},
+                   content_type="application/merge-patch+json")
+    listed = resource.get(namespace=namespace, label_selector="patched=yes")
+    assert [item.metadata.name for item in listed.items] == [name]
+    resource.delete(name=name, namespace=namespace)
+    with pytest.raises(kubernetes.dynamic.exceptions.NotFoundError):  # an empty namespace goes at once
+        resource.get(name=name, namespace=namespace)
+
+
+def test_dynamic_client_apply_shares_list_items_between_managers(dyn: kubernetes.dynamic.DynamicClient) -> None:
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+
+    def apply(manager: str, containers: list[dict[str, Any]]) -> Any:
+        body = {"apiVersion": "apps/v1", "kind": "Deployment", **deployment("d", containers)}
+        return deployments.server_side_apply(body=body, name="d", namespace="default", field_manager=manager)
+
+    apply("konfig", [{"name": "app", "image": "app:1"}])
+    both = apply("mesh", [{"name": "proxy", "image": "proxy:1"}])
+    assert [c.name for c in both.spec.template.spec.containers] == ["app", "proxy"]
+    owned = {e.manager: e.fieldsV1.to_dict() for e in both.metadata.managedFields}
+    containers = owned["mesh"]["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    assert list(containers) == ['k:{"name":"proxy"}']
+    # konfig stops applying its container: it goes; mesh's container stays.
+    with pytest.raises(kubernetes.dynamic.exceptions.ConflictError):
+        apply("konfig", [{"name": "proxy", "image": "proxy:2"}])
+    after = apply("konfig", [{"name": "proxy", "image": "proxy:1"}])
+    assert [(c.name, c.image) for c in after.spec.template.spec.containers] == [("proxy", "proxy:1")]
+
+
+def test_delete_collection_with_a_label_selector(core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", configmap("a", {"konfig.dev/managed": "true"}))
+    core.create_namespaced_config_map("default", configmap("b", {"konfig.dev/managed": "true"}))
+    core.create_namespaced_config_map("default", configmap("keep"))
+    core.delete_collection_namespaced_config_map("default", label_selector="konfig.dev/managed=true")
+    assert [c.metadata.name for c in core.list_namespaced_config_map("default").items] == ["keep"]
+
+
 # -- namespaces -----------------------------------------------------------------------------------
 
 def test_namespaced_and_cluster_wide_routes(widgets: str, core: kubernetes.client.CoreV1Api,
@@ -431,12 +506,6 @@ def test_json_patch_operations(core: kubernetes.client.CoreV1Api) -> None:
     ])
     assert patched.data == {"y": "two", "z": "3", "v": "3"}
     assert patched.metadata.annotations == {"a/b": "c"}
-
-
-def deployment(name: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "spec": {
-        "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}}
 
 
 def test_strategic_merge_patch_merges_named_list_items(api_client: kubernetes.client.ApiClient) -> None:
@@ -607,6 +676,12 @@ def test_watch_resumes_from_resource_version(core: kubernetes.client.CoreV1Api) 
     initial = [e["object"].metadata.name for e in kubernetes.watch.Watch().stream(
         core.list_namespaced_config_map, "default", timeout_seconds=1)]
     assert initial == ["after"]
+    # The legacy /watch/ path prefix, for one object by name.
+    response = core.api_client.call_api("GET", f"{core.api_client.configuration.host}"
+                                               "/api/v1/watch/namespaces/default/configmaps/after?timeoutSeconds=1")
+    response.read()
+    lines = [json.loads(line) for line in response.data.decode().splitlines()]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "after")]
 
 
 def test_cluster_wide_watch_with_selectors(kube: KubeEmulator, widgets: str,
@@ -702,6 +777,12 @@ def test_namespace_deletion_removes_its_objects(widgets: str, core: kubernetes.c
     assert caught.value.status == 404
 
 
+def test_system_namespaces_cannot_be_deleted(core: kubernetes.client.CoreV1Api) -> None:
+    with pytest.raises(ApiException) as caught:
+        core.delete_namespace("default")
+    assert (caught.value.status, status_of(caught.value)["reason"]) == (403, "Forbidden")
+
+
 def owner_ref(obj: Any, kind: str = "ConfigMap") -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": kind, "name": obj.metadata.name, "uid": obj.metadata.uid}
 
@@ -789,13 +870,14 @@ def test_in_process_accessors_and_kubeconfig(kube: KubeEmulator, tmp_path: Path)
 
 def test_fake_config_connector_marks_cnrm_objects_ready(kube: KubeEmulator,
                                                         custom: kubernetes.client.CustomObjectsApi) -> None:
-    kube.fake_config_connector = True
     cnrm = "iam.cnrm.cloud.google.com"
     kube.install_crds([minimal_crd(cnrm, "IAMServiceAccount", version="v1beta1"), widget_crd()])
     body = {"apiVersion": f"{cnrm}/v1beta1", "kind": "IAMServiceAccount", "metadata": {"name": "sa"},
             "spec": {"displayName": "one"}}
     custom.create_namespaced_custom_object(cnrm, "v1beta1", "default", "iamserviceaccounts", body)
     custom.create_namespaced_custom_object(GROUP, "v1", "default", "widgets", widget("not-cnrm"))
+    assert "status" not in kube.get(f"{cnrm}/v1beta1", "IAMServiceAccount", "default", "sa")  # off by default
+    kube.fake_config_connector = True  # reconciles what already exists
 
     def ready(generation: int, status: str = "True") -> Callable[[dict | None], bool]:
         def check(obj: dict | None) -> bool:
@@ -819,10 +901,27 @@ def test_fake_config_connector_marks_cnrm_objects_ready(kube: KubeEmulator,
 
 # -- kopf ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def kopf_operator(kube: KubeEmulator, widgets: str) -> Iterator[kopf.OperatorRegistry]:
-    """A real kopf operator (standalone, cluster-wide) in a thread, handling Widgets."""
+PEERING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+    "spec": {"group": "kopf.dev", "scope": "Cluster",
+             "names": {"kind": "ClusterKopfPeering", "plural": "clusterkopfpeerings", "singular": "clusterkopfpeering"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object",
+                 "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+}
+
+
+@pytest.fixture(params=["clusterwide", "namespaced", "peering"])
+def kopf_operator(request: pytest.FixtureRequest, kube: KubeEmulator, widgets: str) -> Iterator[str]:
+    """A real kopf operator in a thread, handling Widgets: standalone and cluster-wide,
+    standalone and watching ``default``, or cluster-wide with peering (kopf's ClusterKopfPeering
+    CRD installed). Yields the Widget watch path it is expected to use."""
     registry = kopf.OperatorRegistry()
+    peering = request.param == "peering"
+    if peering:
+        kube.install_crds([PEERING_CRD])
+        kube.create({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "default"}})
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -845,19 +944,23 @@ def kopf_operator(kube: KubeEmulator, widgets: str) -> Iterator[kopf.OperatorReg
     stop = threading.Event()
     ready = threading.Event()
 
+    clusterwide = request.param != "namespaced"
+
     def run() -> None:
-        asyncio.run(kopf.operator(registry=registry, standalone=True, clusterwide=True,
+        asyncio.run(kopf.operator(registry=registry, standalone=not peering, clusterwide=clusterwide,
+                                  namespaces=() if clusterwide else ["default"],
                                   stop_flag=stop, ready_flag=ready))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert ready.wait(timeout=10)
-    yield registry
+    yield f"/apis/{GROUP}/v1/widgets" if clusterwide else f"/apis/{GROUP}/v1/namespaces/default/widgets"
     stop.set()
     thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
-def test_kopf_operator_handles_a_custom_resource(kube: KubeEmulator, kopf_operator: kopf.OperatorRegistry,
+def test_kopf_operator_handles_a_custom_resource(kube: KubeEmulator, kopf_operator: str,
                                                  custom: kubernetes.client.CustomObjectsApi) -> None:
     custom.create_namespaced_custom_object(GROUP, "v1", "default", "widgets", widget("w", size=3))
     done = kube.wait_for(f"{GROUP}/v1", "Widget", "default", "w",
@@ -874,7 +977,10 @@ def test_kopf_operator_handles_a_custom_resource(kube: KubeEmulator, kopf_operat
     status_patches = [r for r in kube.requests if r.method == "PATCH" and r.path.endswith("/w/status")]
     assert status_patches and status_patches[0].content_type == "application/merge-patch+json"
     watches = {r.path for r in kube.requests if r.query.get("watch") == "true"}
-    assert f"/apis/{GROUP}/v1/widgets" in watches  # cluster-wide watch
+    assert kopf_operator in watches
+    if kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, PEERING_CRD["metadata"]["name"]):
+        peering = kube.get("kopf.dev/v1", "ClusterKopfPeering", None, "default")
+        assert [entry["priority"] for entry in peering["status"].values()] == [0]  # this operator's heartbeat
 
 
 def test_kopf_run_cli_with_the_kubeconfig(kube: KubeEmulator, widgets: str, tmp_path: Path,

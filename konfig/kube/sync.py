@@ -1,0 +1,219 @@
+"""The Kubernetes adapter: observe -> diff -> apply -> report.
+
+:func:`reconcile_objects` makes the cluster hold exactly the desired objects of one control
+plane: it lists what is there (:func:`observe`), plans (:func:`konfig.kube.diff.plan`), applies
+with server-side apply as field manager ``konfig`` and prunes what is no longer desired
+(:func:`execute`), and returns a :class:`KubeReport` with one :class:`ObjectResult` per object.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, Iterable
+
+from konfig.compile import apply_order
+from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE, KubeObject, object_key
+from konfig.kube.client import KubeClient, KubeError
+from konfig.kube.diff import Action, Key, KubePlan, plan
+from konfig.kube.kinds import CORE_KINDS, KindInfo, shipped_kcc_crds, storage_kind_of_crd
+
+#: Outcomes of one object in a pass.
+CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
+FAILED, CONFLICT, WAITING, KEPT = "failed", "conflict", "waiting", "kept"
+_PLANNED = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED, "delete": DELETED,
+            "conflict": CONFLICT, "wait": WAITING, "keep": KEPT}
+#: Core kinds Konfig renders, always checked for pruning.
+_CORE_RENDERED = ("Namespace", "ServiceAccount", "Service", "Deployment", "RoleBinding")
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    """What happened to one object: ``action`` is one of created, updated, unchanged, deleted,
+    failed, conflict, waiting, kept. ``obj`` is the desired object (or the live one for
+    deletions), ``live`` the object as the server returned or listed it (``None`` when unknown
+    or deleted). ``abandoned``: a deletion that keeps the cloud resource."""
+
+    key: Key
+    action: str
+    obj: KubeObject
+    message: str = ""
+    abandoned: bool = False
+    live: KubeObject | None = None
+
+    def describe(self) -> str:
+        _, kind, namespace, name = self.key
+        text = f"{self.action} {kind} {namespace + '/' if namespace else ''}{name}"
+        if self.abandoned:
+            text += " (abandoned: the cloud resource is kept)"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass
+class KubeReport:
+    """Outcome of one pass. ``dry_run`` passes write nothing; their results are what would
+    happen. ``notes`` are remarks that are not failures (kinds that could not be listed for
+    pruning, say)."""
+
+    results: list[ObjectResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    duration: float = 0.0
+
+    def of(self, *actions: str) -> list[ObjectResult]:
+        return [r for r in self.results if r.action in actions]
+
+    @property
+    def failed(self) -> list[ObjectResult]:
+        return self.of(FAILED, CONFLICT)
+
+    @property
+    def changed(self) -> list[ObjectResult]:
+        return self.of(CREATED, UPDATED, DELETED)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.of(WAITING))
+
+    def counts(self) -> dict[str, int]:
+        counts = {a: 0 for a in (CREATED, UPDATED, UNCHANGED, DELETED, FAILED, CONFLICT)}
+        for result in self.results:
+            counts[result.action] = counts.get(result.action, 0) + 1
+        return counts
+
+
+def prune_kinds(client: KubeClient) -> list[KindInfo]:
+    """Kinds checked for Konfig objects to prune, beyond those desired now: the core kinds
+    Konfig renders and every Config Connector kind it ships a CRD for (so removing the last
+    object of a kind still prunes it)."""
+    kinds = [k for k in CORE_KINDS if k.kind in _CORE_RENDERED]
+    kinds += [storage_kind_of_crd(crd) for crd in shipped_kcc_crds()]
+    return [k for k in kinds if client.kinds.knows(k.api_version, k.kind)]
+
+
+def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: Iterable[KindInfo],
+            control_plane: str, *, workers: int = 8) -> tuple[dict[Key, KubeObject], list[str]]:
+    """List the live objects: every object of ``desired_kinds`` (so names taken by objects
+    that are not Konfig's are seen), and the control plane's objects of ``other_kinds``
+    (label selector). Returns objects by key and notes on kinds that could not be listed
+    (forbidden or not served), which are skipped for pruning. Raises :class:`KubeError` when
+    a desired kind cannot be listed."""
+    desired = sorted(set(desired_kinds), key=lambda k: (k.group, k.kind))
+    seen = {(k.group, k.kind) for k in desired}
+    others = []
+    for info in sorted(set(other_kinds), key=lambda k: (k.group, k.kind, k.version)):
+        if (info.group, info.kind) not in seen:  # one version per kind: same objects
+            seen.add((info.group, info.kind))
+            others.append(info)
+    selector = f"{LABEL_CONTROL_PLANE}={control_plane}"
+
+    def read(job: tuple[KindInfo, bool]) -> tuple[KindInfo, list[KubeObject] | KubeError]:
+        info, labelled = job
+        try:
+            return info, client.list(info, label_selector=selector if labelled else None)
+        except KubeError as err:
+            return info, err
+
+    observed: dict[Key, KubeObject] = {}
+    notes: list[str] = []
+    jobs = [(k, False) for k in desired] + [(k, True) for k in others]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for info, outcome in pool.map(read, jobs):
+            if isinstance(outcome, KubeError):
+                if info in desired:
+                    raise outcome
+                notes.append(f"cannot list {info.kind} ({info.api_version}) to prune it: {outcome}")
+                continue
+            for obj in outcome:
+                observed[object_key(obj)] = obj
+    return observed, notes
+
+
+def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
+            workers: int = 8) -> KubeReport:
+    """Carry out ``kube_plan``: applies stage by stage in apply order (objects of one stage
+    in parallel, so namespaces exist before what lives in them), then deletions. With
+    ``dry_run`` nothing is written and the results say what would happen."""
+    started = time.monotonic()
+    report = KubeReport(dry_run=dry_run)
+    passive = [a for a in kube_plan.actions if a.op not in ("create", "update", "delete")]
+    for action in passive:
+        report.results.append(ObjectResult(
+            action.key, _PLANNED[action.op], action.obj, action.reason,
+            live=action.obj if action.op == "unchanged" else None))
+    if dry_run:
+        report.results += [ObjectResult(a.key, _PLANNED[a.op], a.obj, a.reason, a.abandons)
+                           for a in kube_plan.actions if a.op in ("create", "update", "delete")]
+        report.duration = time.monotonic() - started
+        return report
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        applies = kube_plan.applies
+        for _, stage in groupby(applies, key=lambda a: apply_order(a.obj)[0]):
+            report.results += pool.map(lambda a: _apply(client, a), list(stage))
+        deletes = kube_plan.deletes
+        namespaces = [a for a in deletes if a.key[1] == "Namespace" and a.key[0] == ""]
+        rest = [a for a in deletes if a not in namespaces]
+        report.results += pool.map(lambda a: _delete(client, a), rest)
+        failed_ns = {r.key[2] for r in report.results if r.action == FAILED and r.key[2]}
+        for action in namespaces:
+            if action.key[3] in failed_ns:
+                report.results.append(ObjectResult(action.key, KEPT, action.obj,
+                                                   "an object in it could not be deleted"))
+            else:
+                report.results.append(_delete(client, action))
+    report.duration = time.monotonic() - started
+    return report
+
+
+def _apply(client: KubeClient, action: Action) -> ObjectResult:
+    try:
+        live = client.apply(action.obj)
+    except KubeError as err:
+        return ObjectResult(action.key, FAILED, action.obj, f"apply failed: {err}")
+    return ObjectResult(action.key, _PLANNED[action.op], action.obj, action.reason, live=live)
+
+
+def _delete(client: KubeClient, action: Action) -> ObjectResult:
+    meta = action.obj["metadata"]
+    try:
+        info = client.kinds.of(action.obj)
+        client.delete(info, meta.get("namespace"), meta["name"], uid=meta.get("uid"))
+    except KubeError as err:
+        if err.status == 403 and action.key[1] == "Namespace":
+            return ObjectResult(action.key, KEPT, action.obj,
+                                "not allowed to delete namespaces (chart value "
+                                "rbac.deleteNamespaces); its Konfig objects were pruned")
+        if err.conflict:  # the uid precondition failed: a newer object took the name
+            return ObjectResult(action.key, KEPT, action.obj, "replaced meanwhile; left alone")
+        return ObjectResult(action.key, FAILED, action.obj, f"delete failed: {err}")
+    return ObjectResult(action.key, DELETED, action.obj, abandoned=action.abandons)
+
+
+def reconcile_objects(client: KubeClient, desired: Iterable[KubeObject], control_plane: str, *,
+                      prune: bool = True, dry_run: bool = False, workers: int = 8,
+                      system_namespace: str = SYSTEM_NAMESPACE,
+                      extra_kinds: Iterable[KindInfo] = ()) -> KubeReport:
+    """One pass over the cluster: observe, plan and execute. ``desired`` must be in apply order
+    with ownerReferences set (see :mod:`konfig.kube.owners`). Raises :class:`KubeError` only
+    when observation fails (nothing is planned from a partial view); write failures are in the
+    report."""
+    desired = list(desired)
+    desired_kinds = {client.kinds.of(obj) for obj in desired}
+    other = [*prune_kinds(client), *extra_kinds] if prune else []
+    observed, notes = observe(client, desired_kinds, other, control_plane, workers=workers)
+    kube_plan = plan(desired, observed, control_plane, prune=prune,
+                     system_namespace=system_namespace)
+    report = execute(client, kube_plan, dry_run=dry_run, workers=workers)
+    report.notes = notes + report.notes
+    return report
+
+
+def live_objects(report: KubeReport) -> list[dict[str, Any]]:
+    """The live form of every object Konfig keeps after a pass (for readiness roll-ups)."""
+    return [r.live for r in report.results if r.live is not None and r.action != DELETED]
