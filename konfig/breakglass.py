@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from konfig.compile import naming
+from konfig.compile.hierarchy import project_object_name
 from konfig.compile.objects import konfig_labels, object_name, policy_member, role_slug
 from konfig.compile.state import (
     LABEL_CONTROL_PLANE,
@@ -211,7 +211,7 @@ def owner_groups(control_plane: ControlPlane, platform: Platform | None, domain:
 def grant_id(domain: str, environment: str, actor: str, requested_at: datetime, reason: str) -> str:
     """A short, stable id: ``bg-`` and 10 hex digits of a hash of the request (valid as a
     label value and in object names)."""
-    text = "\n".join((domain, environment, actor, requested_at.isoformat(), reason))
+    text = f"{domain}\n{environment}\n{actor}\n{requested_at.isoformat()}\n{reason}"
     return "bg-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -343,7 +343,8 @@ def build_grant(grant: Grant, group: str, role: str, *, namespace: str = SYSTEM_
         namespace=namespace,
         labels=grant.labels,
         annotations=grant.annotations,
-        resource_ref={"apiVersion": PROJECT_API_VERSION, "kind": "Project", "name": grant.project_id},
+        resource_ref={"apiVersion": PROJECT_API_VERSION, "kind": "Project",
+                      "name": project_object_name(grant.project_id)},
         role=role,
         member=f"group:{group}",
         condition=grant.condition(),
@@ -431,7 +432,3 @@ def append_status_line(lines: Sequence[dict[str, Any]] | None, line: dict[str, A
     """``status.breakGlass`` with ``line`` appended, keeping the newest :data:`STATUS_HISTORY`."""
     return [*(lines or []), line][-STATUS_HISTORY:]
 
-
-def namespace_of(grant: Grant) -> str:
-    """The domain-environment namespace the grant's project belongs to (for display)."""
-    return naming.namespace_name(grant.domain, grant.environment)

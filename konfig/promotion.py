@@ -208,18 +208,18 @@ def plan_promotion(
 
     at = now.astimezone(UTC).replace(microsecond=0)
     production = any(e.production for e in control_plane.spec.environments if e.name == to_environment)
-    common = dict(
-        workload=workload,
-        domain=domain.name,
-        source_environment=source_env,
-        target_environment=to_environment,
-        image=image,
-        digest=digest,
-        production=production,
-        actor=actor,
-        at=at,
-        source_generation=source["metadata"].get("generation"),
-    )
+    common: dict[str, Any] = {
+        "workload": workload,
+        "domain": domain.name,
+        "source_environment": source_env,
+        "target_environment": to_environment,
+        "image": image,
+        "digest": digest,
+        "production": production,
+        "actor": actor,
+        "at": at,
+        "source_generation": source["metadata"].get("generation"),
+    }
     if target is not None:
         return Promotion(
             **common,
@@ -329,7 +329,7 @@ def _digest_of(source: dict[str, Any], namespace: str) -> tuple[str, str]:
 
 
 def _new_target(source: dict[str, Any], promotion: Promotion) -> dict[str, Any]:
-    labels = dict((source["metadata"].get("labels") or {}))
+    labels = dict(source["metadata"].get("labels") or {})
     if LABEL_ENVIRONMENT in labels:
         labels[LABEL_ENVIRONMENT] = promotion.target_environment
     spec = copy.deepcopy(source.get("spec") or {})

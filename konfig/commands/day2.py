@@ -264,8 +264,10 @@ def revoke_command(
     now = datetime.now(UTC)
     try:
         if expired:
-            reports = kube_breakglass.remove_expired_grants(client, system_namespace=namespace_system,
-                                                            now=now, actor=who)
+            reports = kube_breakglass.remove_expired_grants(
+                client, system_namespace=namespace_system, now=now, actor=who,
+                controller=kube_breakglass.CLI_CONTROLLER,
+            )
         else:
             assert grant_id is not None
             reports = [kube_breakglass.revoke_grant(client, grant_id, actor=who, now=now,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from konfig.export.hcl import Expr, HclMap, Template, concat
+from konfig.export.hcl import HclMap, Template, concat
 from konfig.export.templates import StrValue
 
 TfDict = dict[str, Any]
@@ -297,7 +297,3 @@ IMPORT_IDS: dict[str, Callable[[Get], StrValue | None]] = {
     ),
     "google_sql_user": _sql_user,
 }
-
-
-def is_expression(value: Any) -> bool:
-    return isinstance(value, (Expr, Template))

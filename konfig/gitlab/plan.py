@@ -307,7 +307,7 @@ class _Differ:
                 detail += f", from {template.path_with_namespace}"
         self.add("create", "project", project.path_with_namespace, detail=detail, data=data)
         self.diff_protections(project, {}, {}, {})
-        if project.kind == "workload-template":
+        if project.kind == "workload-template" and self.template.files:
             self.add("create", "repository", project.path_with_namespace, "template files",
                      detail=f"{len(self.template.files)} files, digest {self.template.digest}",
                      data={"digest": self.template.digest})
@@ -316,6 +316,8 @@ class _Differ:
         return next((p for p in self.tree.projects if p.kind == "workload-template"), None)
 
     def diff_repository(self, project: GitLabProject, obs: ObservedProject) -> None:
+        if not self.template.files:
+            return  # nothing to push (no bundled template files)
         if obs.importing:
             self.plan.notes.append(f"{project.path_with_namespace}: import still "
                                    f"{obs.import_status}; its protections wait for the next pass")

@@ -12,9 +12,10 @@ https://cloud.google.com/config-connector/docs/reference/resource-docs/iam/iampo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import kubernetes.client
 from kubernetes.client import ApiException
@@ -206,10 +207,12 @@ def remove_expired_grants(
     system_namespace: str = SYSTEM_NAMESPACE,
     now: datetime,
     actor: str = OPERATOR_ACTOR,
+    controller: str = OPERATOR_CONTROLLER,
 ) -> list[GrantReport]:
     """Delete the IAMPolicyMembers of every grant expired at ``now`` and record each expiry;
-    for the operator's resync (and ``konfig break-glass list --remove-expired``). Returns one
-    report per removed grant (empty when none expired).
+    for the operator's resync (and ``konfig break-glass revoke --expired``). Returns one
+    report per removed grant (empty when none expired). ``actor`` and ``controller`` name who
+    removes them in the records and Events.
 
     IAM already ignores these bindings after their expiry (their condition is false); removing
     them keeps allow policies small. Raises :class:`ClusterStateError` or ``ApiException``."""
@@ -217,7 +220,7 @@ def remove_expired_grants(
     grants = core.grants_from_objects(_member_objects(custom, system_namespace))
     return [
         _remove(api_client, grant, "expired", actor=actor, now=now,
-                system_namespace=system_namespace, controller=OPERATOR_CONTROLLER)
+                system_namespace=system_namespace, controller=controller)
         for grant in core.expired(grants, now)
     ]
 

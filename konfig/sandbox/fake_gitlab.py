@@ -583,7 +583,7 @@ class FakeGitLab:
             if verb != method or len(pattern) != len(parts):
                 continue
             args = []
-            for want, got in zip(pattern, parts):
+            for want, got in zip(pattern, parts, strict=True):
                 if want.startswith(":"):
                     args.append(got)
                 elif want != got:

@@ -115,3 +115,22 @@ def test_break_glass_refusals_exit_1(seeded, kubeconfig):
     both = konfig("break-glass", "revoke", "bg-nope", "--expired", "--kubeconfig", kubeconfig)
     assert both.exit_code == 2
     assert seeded.members() == []
+
+
+def test_revoke_expired_removes_grants_past_their_expiry(seeded, kubeconfig):
+    from datetime import UTC, datetime, timedelta
+
+    from konfig.kube.breakglass import request_grant
+
+    past = request_grant(seeded.api_client, domain="shop", environment="dev", duration="1h",
+                         reason="last night", actor="erin", now=datetime.now(UTC) - timedelta(hours=2)).grant
+    current = request_grant(seeded.api_client, domain="shop", environment="prod", duration="1h",
+                            reason="now", actor="erin", now=datetime.now(UTC)).grant
+
+    result = konfig("break-glass", "revoke", "--expired", "--kubeconfig", kubeconfig, "--actor", "frank")
+
+    assert result.exit_code == 0, result.output
+    assert f"Removed expired break-glass {past.id}" in result.output
+    assert {m["metadata"]["labels"]["konfig-break-glass-id"] for m in seeded.members()} == {current.id}
+    last = seeded.get("domains", "konfig-system", "shop")["status"]["breakGlass"][-1]
+    assert (last["id"], last["state"], last["by"]) == (past.id, "expired", "frank")
