@@ -7,9 +7,9 @@ Uses the real ``kubernetes`` client: ``CustomObjectsApi`` for the ``konfig.dev``
 break-glass adapter shares (reading definitions, posting Events, building a client).
 
 The writes need, on the target domain-environment namespace: ``get``/``create``/``patch`` on
-``workloads.konfig.dev`` and ``create`` on ``events.k8s.io`` events; and ``get`` on the
-ControlPlane and Domain in ``konfig-system`` (``list`` on workloads cluster-wide only when the
-domain is inferred).
+``workloads.konfig.dev`` and ``create`` on ``events.k8s.io`` events; in ``konfig-system``,
+``list`` on controlplanes and ``get`` on domains; ``list`` on workloads cluster-wide only when
+the domain is inferred.
 """
 
 from __future__ import annotations

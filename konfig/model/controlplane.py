@@ -70,17 +70,49 @@ class Environment(KonfigModel):
     production: bool = False
 
 
+#: Roles owner groups get during break-glass when the control plane names none: the admin roles
+#: of the services Konfig manages, plus acting as service accounts and reading logs. Basic roles
+#: are impossible here: GCP refuses IAM conditions (the time limit) on roles/owner, editor and
+#: viewer. Source: https://cloud.google.com/iam/docs/conditions-overview
+DEFAULT_BREAK_GLASS_ROLES = (
+    "roles/cloudsql.admin",
+    "roles/datastore.owner",
+    "roles/iam.serviceAccountUser",
+    "roles/logging.admin",
+    "roles/monitoring.editor",
+    "roles/pubsub.admin",
+    "roles/redis.admin",
+    "roles/run.admin",
+    "roles/secretmanager.admin",
+    "roles/storage.admin",
+)
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+
+
 class BreakGlass(KonfigModel):
     max_duration: str = Field(default="4h", description="Longest grant, e.g. 4h (s, m, h, d).")
     roles: list[Annotated[str, StringConstraints(pattern=r"^roles/[A-Za-z0-9_.]+$")]] = Field(
-        default_factory=lambda: ["roles/owner"],
-        description="Roles granted to owner groups during break-glass (time-bound).",
+        default_factory=lambda: list(DEFAULT_BREAK_GLASS_ROLES),
+        description="Predefined or custom roles granted to owner groups during break-glass "
+        "(time-bound by an IAM condition, so never a basic role).",
     )
 
     @field_validator("max_duration")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        if parse_duration(value) <= 0:
+            raise ValueError("duration must be positive")
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _no_basic_roles(cls, value: list[str]) -> list[str]:
+        basic = sorted(set(value) & BASIC_ROLES)
+        if basic:
+            raise ValueError(
+                f"{', '.join(basic)} cannot be time-bound: GCP refuses IAM conditions on basic "
+                "roles (https://cloud.google.com/iam/docs/conditions-overview); list predefined roles"
+            )
         return value
 
     @property

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
@@ -138,6 +137,10 @@ class Reconciler:
         self.resyncs = 0
         self.passes = 0
         self.last: PassResult | None = None
+        #: Called with the resources a pass read, before it writes (the loop's echo filter).
+        self.on_read: Callable[[list[dict[str, Any]]], None] | None = None
+        #: Called with the uid of each resource whose finalizer a pass released.
+        self.on_release: Callable[[str], None] | None = None
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -168,6 +171,8 @@ class Reconciler:
     def _pass(self, result: PassResult) -> None:
         resources = self._read_resources()
         result.resources = len(resources)
+        if self.on_read is not None:
+            self.on_read(resources)
         view = build_view(resources, system_namespace=self.config.system_namespace,
                           library=self._library())
         if not view.resources:
@@ -270,6 +275,8 @@ class Reconciler:
             if gitlab_required and ref.kind in ("ControlPlane", "Platform", "Domain") \
                     and self._gitlab.failed:
                 continue
+            if self.on_release is not None:
+                self.on_release(resource["metadata"]["uid"])
             self._set_finalizers(ref, resource, [f for f in finalizers if f != FINALIZER])
             self.events.emit(resource, "Normal", "Deleted",
                              "children pruned (stateful ones abandoned); finalizer released")
@@ -278,6 +285,9 @@ class Reconciler:
 
     def _stall(self, view: ClusterView, result: PassResult) -> None:
         result.stalled = True
+        if view.control_plane is None:
+            # No control plane, so nothing of theirs can be left to prune.
+            self._release_finalizers(view, KubeReport(), gitlab_required=False)
         problems = view.problem_texts() or ["no ControlPlane resource in namespace "
                                             f"{self.config.system_namespace!r}"]
         log.warning("definitions are invalid; nothing applied: %s", "; ".join(problems))
@@ -567,4 +577,4 @@ def _template_usage(defs: Definitions | None) -> dict[str, int]:
     return usage
 
 
-__all__ = ["FINALIZER", "EventSink", "PassResult", "Reconciler", "ThreadPoolExecutor"]
+__all__ = ["FINALIZER", "EventSink", "PassResult", "Reconciler"]

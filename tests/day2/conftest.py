@@ -11,7 +11,7 @@ from typing import Any
 
 import kubernetes.client
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 import konfig
 from konfig.kube.crds import all_crds
@@ -93,7 +93,7 @@ class Cluster:
 def kube() -> Iterator[KubeEmulator]:
     with KubeEmulator() as emulator:
         emulator.install_crds(all_crds())
-        emulator.install_crds([yaml.safe_load(IAM_POLICY_MEMBER_CRD.read_text())])
+        emulator.install_crds([YAML(typ="safe").load(IAM_POLICY_MEMBER_CRD.read_text())])
         yield emulator
 
 

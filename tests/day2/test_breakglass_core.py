@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from konfig import breakglass as bg
 
@@ -40,7 +40,7 @@ def iam_policy_member_schema() -> dict:
 
     crd_file = (Path(konfig.__file__).parent / "data" / "kcc" / "crds" /
                 "apiextensions.k8s.io_v1_customresourcedefinition_iampolicymembers.iam.cnrm.cloud.google.com.yaml")
-    crd = yaml.safe_load(crd_file.read_text())
+    crd = YAML(typ="safe").load(crd_file.read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
@@ -144,12 +144,20 @@ def test_refuses_a_domain_without_owner_groups():
     assert caught.code == "no-owner-groups"
 
 
-def test_refuses_basic_roles_which_iam_cannot_condition():
-    # ControlPlane's default spec.breakGlass.roles is [roles/owner].
+def test_basic_roles_which_iam_cannot_condition_are_refused_at_load_time():
+    from konfig.errors import DefinitionError
+
+    cp = copy.deepcopy(org.control_plane())
+    cp["spec"]["breakGlass"]["roles"] = ["roles/owner"]
+    with pytest.raises(DefinitionError, match="cannot be time-bound"):
+        org.model(cp)
+
+
+def test_default_roles_are_predefined_and_conditionable():
     cp = copy.deepcopy(org.control_plane())
     del cp["spec"]["breakGlass"]["roles"]
-    caught = refusal(cp=org.model(cp))
-    assert caught.code == "basic-role" and "roles/owner" in caught.reason
+    roles = org.model(cp).spec.break_glass.roles
+    assert roles and not {"roles/owner", "roles/editor", "roles/viewer"} & set(roles)
 
 
 def test_grants_read_back_from_their_objects():

@@ -205,7 +205,7 @@ spec:
   services: [run.googleapis.com, sqladmin.googleapis.com]
   groups:
     - {group: platform-admins@acme.com, role: owner, samlGroupName: platform-admins}
-  breakGlass: {maxDuration: 2h, roles: [roles/owner]}
+  breakGlass: {maxDuration: 2h, roles: [roles/run.admin]}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Platform
