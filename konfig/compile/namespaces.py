@@ -24,6 +24,12 @@ def compile_namespaces(ctx: CompileContext) -> list[KubeObject]:
         _context(SYSTEM_NAMESPACE, cp_sa, labels),
     ]
     for domain in sorted(ctx.defs.domains.values(), key=lambda d: d.name):
+        # CI reads the promotion path (ControlPlane, Domain) from the system namespace.
+        objects.append(_role_binding(
+            SYSTEM_NAMESPACE, f"konfig-ci-{domain.name}", naming.CLUSTER_ROLE_DEFINITIONS_READER,
+            konfig_labels(ctx.cp_name, domain.spec.platform, domain.name),
+            [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+              "name": ci_service_account_email(ctx, domain.name)}]))
         for env in ctx.domain_environments(domain):
             objects += _domain_environment(ctx, domain, env.name)
     return objects

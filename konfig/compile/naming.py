@@ -24,6 +24,7 @@ WORKLOAD_IDENTITY_PROVIDER = "gitlab"
 #: namespace: the operator holds `bind` on exactly these, so it never needs `escalate`.
 CLUSTER_ROLE_WORKLOAD_DEPLOYER = "konfig-workload-deployer"
 CLUSTER_ROLE_VIEWER = "konfig-viewer"
+CLUSTER_ROLE_DEFINITIONS_READER = "konfig-definitions-reader"
 
 #: Names of the GitLab CI/CD variables Konfig sets on each domain group. The first four are
 #: scoped to one GitLab environment (named like the Konfig environment).

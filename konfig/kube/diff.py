@@ -57,6 +57,7 @@ class Action:
     key: Key
     obj: KubeObject
     reason: str = ""
+    live: KubeObject | None = None
 
     @property
     def abandons(self) -> bool:
@@ -180,17 +181,18 @@ def plan(desired: Iterable[KubeObject], observed: Mapping[Key, KubeObject], cont
         if live is None:
             result.actions.append(Action("create", key, target))
         elif live["metadata"].get("deletionTimestamp"):
-            result.actions.append(Action("wait", key, target, "being deleted; recreated once gone"))
+            result.actions.append(Action("wait", key, target, "being deleted; recreated once gone",
+                                         live))
         elif not is_konfigs(live, control_plane) and obj["kind"] != "Namespace":
             owner = (live["metadata"].get("labels") or {}).get(LABEL_CONTROL_PLANE)
             why = (f"belongs to control plane {owner!r}" if owner
                    else "exists without Konfig's labels; left alone")
-            result.actions.append(Action("conflict", key, target, why))
+            result.actions.append(Action("conflict", key, target, why, live))
         elif contains(live, target):
-            result.actions.append(Action("unchanged", key, target))
+            result.actions.append(Action("unchanged", key, target, live=live))
         else:
             result.actions.append(Action("update", key, target,
-                                         f"{first_difference(live, target)} differs"))
+                                         f"{first_difference(live, target)} differs", live))
     if prune:
         result.actions += _prune(observed, wanted, control_plane, system_namespace)
     return result
@@ -214,17 +216,18 @@ def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: 
         if meta.get("deletionTimestamp"):
             continue  # already going; nothing to do
         if _protected(live):
-            actions.append(Action("keep", key, live, "break-glass grant"))
+            actions.append(Action("keep", key, live, "break-glass grant", live))
         elif key[1] == "Namespace" and key[0] == "":
             name = key[3]
             if name == system_namespace:
-                actions.append(Action("keep", key, live, "the system namespace is never deleted"))
+                actions.append(Action("keep", key, live, "the system namespace is never deleted",
+                                      live))
             elif not deleting_in.get(name, True):
-                actions.append(Action("keep", key, live, "still holds objects Konfig keeps"))
+                actions.append(Action("keep", key, live, "still holds objects Konfig keeps", live))
             else:
-                actions.append(Action("delete", key, live))
+                actions.append(Action("delete", key, live, live=live))
         else:
-            actions.append(Action("delete", key, live))
+            actions.append(Action("delete", key, live, live=live))
     # Namespaces after everything that lives in them.
     actions.sort(key=lambda a: a.op == "delete" and a.key[1] == "Namespace" and a.key[0] == "")
     return actions

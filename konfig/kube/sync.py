@@ -146,7 +146,7 @@ def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
     for action in passive:
         report.results.append(ObjectResult(
             action.key, _PLANNED[action.op], action.obj, action.reason,
-            live=action.obj if action.op == "unchanged" else None))
+            live=action.live if action.op in ("unchanged", "keep") else None))
     if dry_run:
         report.results += [ObjectResult(a.key, _PLANNED[a.op], a.obj, a.reason, a.abandons)
                            for a in kube_plan.actions if a.op in ("create", "update", "delete")]

@@ -305,14 +305,20 @@ def test_operator_binds_only_the_charts_cluster_roles(chart):
     assert bind["verbs"] == ["bind"]
     assert sorted(bind["resourceNames"]) == [
         "acme-auditor",
+        "konfig-definitions-reader",
         "konfig-viewer",
         "konfig-workload-deployer",
     ]
     defined = {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"}
-    assert {"konfig-viewer", "konfig-workload-deployer"} <= defined
+    assert {"konfig-viewer", "konfig-workload-deployer", "konfig-definitions-reader"} <= defined
     deployer = one(objects, "ClusterRole", "konfig-workload-deployer")["rules"]
     assert allowed(deployer, "konfig.dev", "workloads", "patch")
-    assert not any(set(r["resources"]) - {"workloads", "workloads/status"} for r in deployer)
+    assert allowed(deployer, "events.k8s.io", "events", "create")
+    assert not any(set(r["resources"]) - {"workloads", "workloads/status", "events"} for r in deployer)
+    assert not any("delete" in r["verbs"] for r in deployer)
+    reader = one(objects, "ClusterRole", "konfig-definitions-reader")["rules"]
+    assert not any(set(r["verbs"]) - {"get", "list"} for r in reader)
+    assert not any(set(r["resources"]) & {"workloads", "resourcetemplates"} for r in reader)
     assert not any(
         set(r["verbs"]) - {"get", "list", "watch"}
         for r in one(objects, "ClusterRole", "konfig-viewer")["rules"]

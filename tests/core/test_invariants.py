@@ -188,6 +188,11 @@ def test_ci_identity_may_only_apply_workloads(example_state, example_defs):
                                 "name": naming.CLUSTER_ROLE_WORKLOAD_DEPLOYER}
         [subject] = b["subjects"]
         assert subject["kind"] == "User" and subject["name"].startswith(f"ci-{domain}@")
+    readers = [o for o in of_kind(example_state, "RoleBinding") if o["metadata"]["name"].startswith("konfig-ci-")]
+    assert len(readers) == len(example_defs.domains)
+    for b in readers:  # read-only access to the promotion path, in the system namespace only
+        assert b["metadata"]["namespace"] == "konfig-system"
+        assert b["roleRef"]["name"] == naming.CLUSTER_ROLE_DEFINITIONS_READER
 
 
 def test_saml_links_follow_the_role_table(example_state, example_defs):

@@ -59,6 +59,6 @@ app.kubernetes.io/component: operator
 
 {{/* ClusterRoles the operator may bind in domain-environment namespaces. */}}
 {{- define "konfig.bindableClusterRoles" -}}
-{{- $names := list .Values.rbac.clusterRoles.workloadDeployer .Values.rbac.clusterRoles.viewer -}}
+{{- $names := list .Values.rbac.clusterRoles.workloadDeployer .Values.rbac.clusterRoles.viewer .Values.rbac.clusterRoles.definitionsReader -}}
 {{- concat $names .Values.rbac.extraBindableClusterRoles | uniq | toJson -}}
 {{- end -}}
