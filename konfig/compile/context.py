@@ -12,7 +12,15 @@ from konfig.validate import project_id_for
 
 #: APIs every domain-environment project needs whatever it runs (service accounts, tokens).
 BASE_SERVICES = ("iam.googleapis.com", "iamcredentials.googleapis.com")
-#: APIs the control-plane project needs: Config Connector, GKE, CI federation, images.
+#: APIs the control-plane project needs, with why:
+#: - container: the GKE cluster running Config Connector and the controller
+#:   (https://cloud.google.com/config-connector/docs/how-to/install-manually);
+#: - cloudresourcemanager, serviceusage, iam, cloudbilling: the Config Connector kinds the
+#:   controller writes (Folder/Project, Service, IAMServiceAccount/IAMPolicyMember, the billing
+#:   link of each new project);
+#: - iamcredentials, sts: Workload Identity Federation for CI pipelines
+#:   (https://cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines);
+#: - artifactregistry: the domains' image repositories.
 CONTROL_PLANE_SERVICES = (
     "artifactregistry.googleapis.com",
     "cloudbilling.googleapis.com",

@@ -7,37 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from konfig.compile import naming
+from konfig.compile.access import CONTROL_PLANE_FOLDER_ROLES
+from konfig.compile.context import CONTROL_PLANE_SERVICES
 from konfig.compile.state import LABEL_CONTROL_PLANE
 from konfig.model.controlplane import ControlPlane
 
-#: APIs the control-plane project needs, with why:
-#: - container: the GKE cluster running Config Connector and the controller
-#:   (https://cloud.google.com/config-connector/docs/how-to/install-manually);
-#: - cloudresourcemanager, serviceusage, iam, cloudbilling: the Config Connector kinds the
-#:   controller writes (Folder/Project, Service, IAMServiceAccount/IAMPolicyMember, the billing
-#:   link of each new project);
-#: - iamcredentials, sts: Workload Identity Federation for CI pipelines
-#:   (https://cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines);
-#: - artifactregistry: the domains' image repositories.
-REQUIRED_SERVICES: tuple[str, ...] = (
-    "artifactregistry.googleapis.com",
-    "cloudbilling.googleapis.com",
-    "cloudresourcemanager.googleapis.com",
-    "container.googleapis.com",
-    "iam.googleapis.com",
-    "iamcredentials.googleapis.com",
-    "serviceusage.googleapis.com",
-    "sts.googleapis.com",
-)
-
-#: Roles of the controller's service account on the control-plane folder: create the platform
-#: and domain folders and projects below it and manage their IAM policies. Source:
-#: https://cloud.google.com/resource-manager/docs/access-control-folders
-FOLDER_ROLES: tuple[str, ...] = (
-    "roles/resourcemanager.folderCreator",
-    "roles/resourcemanager.folderIamAdmin",
-    "roles/resourcemanager.projectCreator",
-)
+#: APIs of the control-plane project and the controller's roles on the control-plane folder:
+#: the compiler's own lists, so that bootstrap and the Config Connector objects agree.
+REQUIRED_SERVICES: tuple[str, ...] = CONTROL_PLANE_SERVICES
+FOLDER_ROLES: tuple[str, ...] = tuple(sorted(CONTROL_PLANE_FOLDER_ROLES))
 
 #: Role of the controller's service account on the billing account, to link the projects it
 #: creates. Source: https://cloud.google.com/billing/docs/how-to/billing-access
