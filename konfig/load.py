@@ -18,7 +18,7 @@ from konfig.errors import DefinitionError, Location, Problem, Problems
 from konfig.model import KINDS, API_VERSION, Definition
 from konfig.resources import bundled_dir
 from konfig.validate import validate_definitions
-from konfig.yamlsource import YamlDocument, parse_documents
+from konfig.yamlsource import YamlDocument, nearest_line, parse_documents
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -140,7 +140,7 @@ def _to_model(doc: YamlDocument, shown: str, problems: Problems) -> Definition |
         problems.invalid_kinds.add(kind)
         for e in err.errors():
             field = _field_path(data, e["loc"])
-            line = _line_of(doc.lines, field, doc.line)
+            line = nearest_line(doc.lines, field, doc.line)
             problems.add(Location(shown, line, field), _message(e))
         return None
     obj.bind_source(where, doc.lines)
@@ -163,16 +163,6 @@ def _field_path(data: Any, loc: tuple[Any, ...]) -> str:
             path = f"{path}.{seg}" if path else seg
             node = None
     return path
-
-
-def _line_of(lines: dict[str, int], field: str, default: int) -> int:
-    path = field
-    while path:
-        if path in lines:
-            return lines[path]
-        cut = max(path.rfind("."), path.rfind("["))
-        path = path[:cut] if cut > 0 else ""
-    return default
 
 
 _MESSAGES = {

@@ -75,3 +75,15 @@ def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Yam
             child = f"{path}[{i}]"
             lines[child] = item.start_mark.line + 1
             _index(item, child, lines, problems)
+
+
+def nearest_line(lines: dict[str, int], field: str, default: int) -> int:
+    """Line of ``field`` in ``lines``, or of its nearest parent that has one (a missing field's
+    parent mapping), or ``default``."""
+    path = field
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return default

@@ -9,6 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from konfig.errors import Location
 from konfig.model import names
+from konfig.yamlsource import nearest_line
 
 API_VERSION = "konfig.dev/v1alpha1"
 
@@ -99,13 +100,7 @@ class Definition(KonfigModel):
     def locate(self, field_path: str) -> Location:
         """Location of ``field_path`` (``spec.resources[1].template``), falling back to the
         nearest parent path that has a line, then to the document start."""
-        path = field_path
-        while path:
-            if path in self._lines:
-                return self._source.at(field_path, self._lines[path])
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return self._source.at(field_path)
+        return self._source.at(field_path, nearest_line(self._lines, field_path, self._source.line))
 
     def to_document(self) -> dict[str, Any]:
         """The definition as a YAML/JSON-ready dict, camelCase, defaults omitted."""
