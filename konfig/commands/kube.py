@@ -1,4 +1,4 @@
-"""Kubernetes-facing commands: ``konfig crds`` (more, such as ``apply``, join this module).
+"""Kubernetes-facing commands: ``konfig crds`` and ``konfig apply``.
 
 Each command is one function, added to the root app by :func:`register`.
 """
@@ -56,6 +56,84 @@ def write_crd_files(definitions: list[dict], output_dir: Path, console: Console)
     return written
 
 
+def apply_command(
+    path: Annotated[Path, typer.Argument(help="Folder (or file) of definitions.",
+                                         show_default=False)],
+    kubeconfig: Annotated[str | None, typer.Option(
+        "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the "
+        "in-cluster service account).")] = None,
+    context: Annotated[str | None, typer.Option(
+        "--context", help="Kubeconfig context (default: the current one).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would change; write nothing.")] = False,
+) -> None:
+    """Validate the definitions, then server-side apply (field manager konfig) them as Konfig
+    custom resources into the control-plane cluster, and prune resources whose definitions
+    were removed. Exit 1 if the definitions are invalid or a write failed."""
+    import kubernetes.config
+
+    from konfig.commands.core import compile_or_exit
+    from konfig.kube.client import KubeClient, KubeError
+    from konfig.kube.custom_resources import apply_definitions
+
+    console, err = Console(), Console(stderr=True)
+    defs, state = compile_or_exit(path)
+    try:
+        client = KubeClient.connect(kubeconfig, context)
+    except (kubernetes.config.ConfigException, OSError) as e:
+        err.print(f"[red]error:[/] cannot load cluster credentials: {e}")
+        raise typer.Exit(2) from None
+    try:
+        result = apply_definitions(client, defs, state, dry_run=dry_run)
+    except KubeError as e:
+        err.print(f"[red]error:[/] cannot read the cluster at {client.host}: {e}")
+        if e.status == 404:
+            err.print("Are the Konfig CRDs installed? (`konfig crds | kubectl apply "
+                      "--server-side -f -`, or the Helm chart)")
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    console.print(apply_summary(result, control_plane=defs.control_plane.name, dry_run=dry_run))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def apply_summary(result, *, control_plane: str, dry_run: bool):
+    """A rich table: per kind, how many resources were created, updated, left unchanged,
+    pruned or failed; then one line per change and per failure."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    columns = ("created", "updated", "unchanged", "deleted", "failed")
+    verb = "would be " if dry_run else ""
+    table = Table(title=f"konfig apply: control plane {control_plane}"
+                  + (" (dry run: nothing written)" if dry_run else ""))
+    table.add_column("kind")
+    for column in columns:
+        table.add_column(f"{verb}{column}" if column != "unchanged" else column, justify="right")
+    rows: dict[str, dict[str, int]] = {}
+    for r in result.results:
+        action = "failed" if r.action in ("failed", "conflict") else r.action
+        if action in columns:
+            row = rows.setdefault(r.key[1], dict.fromkeys(columns, 0))
+            row[action] += 1
+    for kind, row in rows.items():
+        table.add_row(kind, *(str(row[c]) if row[c] else "[dim]0[/]" for c in columns))
+    lines = []
+    for r in result.results:
+        if r.action in ("created", "updated", "deleted"):
+            lines.append(Text(f"  {verb}{r.describe()}", style="green" if r.action != "deleted"
+                              else "yellow"))
+        elif r.action in ("failed", "conflict"):
+            lines.append(Text(f"  {r.describe()}", style="red"))
+        elif r.action == "kept":
+            lines.append(Text(f"  {r.describe()}", style="dim"))
+    status = Text("applied" if result.ok else "failed", style="green" if result.ok else "red bold")
+    return Group(table, *lines, status)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root ``konfig`` app."""
     app.command("crds")(crds_command)
+    app.command("apply")(apply_command)

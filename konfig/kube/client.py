@@ -16,6 +16,7 @@ server-side apply: https://kubernetes.io/docs/reference/using-api/server-side-ap
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -27,7 +28,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from konfig.kube.kinds import KindInfo, KindRegistry
@@ -143,8 +143,8 @@ class KubeClient:
         return retrying(self._request_once, method, path, query, body, content_type)
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.retry.initial, max=self.retry.max_wait,
-                                          jitter=self.retry.jitter)(state)
+        backoff = min(self.retry.max_wait, self.retry.initial * 2 ** (state.attempt_number - 1)
+                      ) + random.uniform(0, self.retry.jitter)
         error = state.outcome.exception() if state.outcome else None
         after = getattr(error, "retry_after", None)
         return min(max(backoff, after or 0.0), self.retry.max_wait)

@@ -107,7 +107,9 @@ def apply_definitions(client: KubeClient, defs: Definitions, state: DesiredState
     resources = custom_resources(defs, system_namespace=system_namespace)
     kinds = [client.kinds.get(API_VERSION, k) for k in KIND_ORDER]
     observed, _ = observe(client, kinds, [], cp, workers=workers)
+    # Parents before children, so the operator, reading at any moment, sees a consistent set.
     result.resources = execute(client, plan(resources, observed, cp, prune=prune,
                                             system_namespace=system_namespace),
-                               dry_run=dry_run, workers=workers)
+                               dry_run=dry_run, workers=workers,
+                               stage=lambda obj: KIND_ORDER.index(obj["kind"]))
     return result

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from konfig.compile import apply_order
 from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE, KubeObject, object_key
@@ -136,10 +136,12 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
 
 
 def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
-            workers: int = 8) -> KubeReport:
-    """Carry out ``kube_plan``: applies stage by stage in apply order (objects of one stage
-    in parallel, so namespaces exist before what lives in them), then deletions. With
-    ``dry_run`` nothing is written and the results say what would happen."""
+            workers: int = 8, stage: Callable[[KubeObject], Any] | None = None) -> KubeReport:
+    """Carry out ``kube_plan``: applies stage by stage (``stage(obj)``, default the apply
+    order's rank; objects of one stage in parallel, so namespaces exist before what lives in
+    them), then deletions. With ``dry_run`` nothing is written and the results say what would
+    happen."""
+    stage = stage or (lambda obj: apply_order(obj)[0])
     started = time.monotonic()
     report = KubeReport(dry_run=dry_run)
     passive = [a for a in kube_plan.actions if a.op not in ("create", "update", "delete")]
@@ -154,21 +156,49 @@ def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
         return report
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         applies = kube_plan.applies
-        for _, stage in groupby(applies, key=lambda a: apply_order(a.obj)[0]):
-            report.results += pool.map(lambda a: _apply(client, a), list(stage))
+        for _, batch in groupby(applies, key=lambda a: stage(a.obj)):
+            report.results += pool.map(lambda a: _apply(client, a), list(batch))
         deletes = kube_plan.deletes
         namespaces = [a for a in deletes if a.key[1] == "Namespace" and a.key[0] == ""]
         rest = [a for a in deletes if a not in namespaces]
         report.results += pool.map(lambda a: _delete(client, a), rest)
         failed_ns = {r.key[2] for r in report.results if r.action == FAILED and r.key[2]}
         for action in namespaces:
+            blocker = None if action.key[3] in failed_ns else _foreign_object_in(
+                client, action.key[3], action.obj["metadata"]["labels"][LABEL_CONTROL_PLANE])
             if action.key[3] in failed_ns:
                 report.results.append(ObjectResult(action.key, KEPT, action.obj,
                                                    "an object in it could not be deleted"))
+            elif blocker:
+                report.results.append(ObjectResult(action.key, KEPT, action.obj,
+                                                   f"holds {blocker}, which is not Konfig's"))
             else:
                 report.results.append(_delete(client, action))
     report.duration = time.monotonic() - started
     return report
+
+
+def _foreign_object_in(client: KubeClient, namespace: str, control_plane: str) -> str | None:
+    """An object in ``namespace`` that is not this control plane's and not being deleted
+    (deleting the namespace would delete it), among every kind Konfig knows; ``None`` if
+    there is none."""
+    from konfig.model import API_VERSION
+
+    kinds = [k for k in prune_kinds(client) if k.namespaced]
+    kinds.append(client.kinds.get(API_VERSION, "Workload"))
+    for info in kinds:
+        try:
+            items = client.list(info, namespace=namespace)
+        except KubeError:
+            continue
+        for item in items:
+            meta = item["metadata"]
+            mine = (meta.get("labels") or {}).get(LABEL_CONTROL_PLANE) == control_plane
+            if not mine and not meta.get("deletionTimestamp") and not (
+                    info.kind in ("ServiceAccount", "ConfigMap") and meta["name"] in (
+                        "default", "kube-root-ca.crt")):
+                return f"{info.kind} {meta['name']}"
+    return None
 
 
 def _apply(client: KubeClient, action: Action) -> ObjectResult:

@@ -39,6 +39,7 @@ class KopfEvents:
 
     def __init__(self) -> None:
         self._context: contextvars.Context | None = None
+        self._lock = threading.Lock()
         self._fallback = LogEvents()
         self.posted = 0
 
@@ -52,8 +53,9 @@ class KopfEvents:
             return
         ref = {"apiVersion": resource["apiVersion"], "kind": resource["kind"],
                "metadata": {k: resource["metadata"].get(k) for k in ("name", "namespace", "uid")}}
-        self._context.run(kopf.event, ref, type=type_, reason=reason, message=message[:1024])
-        self.posted += 1
+        with self._lock:  # a Context can be entered by one thread at a time
+            self._context.run(kopf.event, ref, type=type_, reason=reason, message=message[:1024])
+            self.posted += 1
 
 
 def connection_info(client: KubeClient, default_namespace: str) -> kopf.ConnectionInfo:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 from konfig.compile import naming
@@ -30,6 +31,14 @@ from konfig.validate import validate_definitions
 
 #: Konfig's kinds in hierarchy order.
 KINDS = ("ControlPlane", "Platform", "Domain", "ResourceTemplate", "Workload")
+
+
+@lru_cache(maxsize=1)
+def bundled_templates() -> tuple[Definition, ...]:
+    """The bundled ResourceTemplate library (read once; it ships with the operator)."""
+    from konfig.load import _bundled_templates  # the loader's own reading of the library
+
+    return tuple(_bundled_templates(Problems()))
 
 
 def ref_of(resource: dict[str, Any]) -> Ref:
@@ -86,9 +95,12 @@ class ClusterView:
 
 
 def build_view(resources: Iterable[dict[str, Any]], *, system_namespace: str,
-               library: Iterable[Definition] = ()) -> ClusterView:
+               library: Iterable[Definition] = (),
+               cache: dict[tuple, Definition] | None = None) -> ClusterView:
     """Build the :class:`ClusterView` of ``resources`` (every Konfig custom resource in the
-    cluster). ``library`` holds the bundled ResourceTemplates that resources may override."""
+    cluster). ``library`` holds the bundled ResourceTemplates that resources may override.
+    ``cache`` (kept by the caller between calls) reuses the models of resources whose
+    definition did not change."""
     view = ClusterView(resources={ref_of(r): r for r in resources})
     problems = Problems()
     models: dict[Ref, Definition] = {}
@@ -107,8 +119,16 @@ def build_view(resources: Iterable[dict[str, Any]], *, system_namespace: str,
             view.orphans[ref] = (f"{ref.kind} resources are read only from namespace "
                                  f"{system_namespace!r}; this one is ignored")
             continue
+        document = document_of(resource)
+        key = (ref, resource["metadata"].get("uid"), resource["metadata"].get("generation"),
+               repr(document["metadata"]))
+        if cache is not None and key in cache:
+            models[ref] = cache[key]
+            continue
         try:
-            models[ref] = parse_definition(document_of(resource), file=str(ref))
+            models[ref] = parse_definition(document, file=str(ref))
+            if cache is not None:
+                cache[key] = models[ref]
         except DefinitionError as err:
             problems.extend(err.problems)
             problems.invalid_kinds.add(ref.kind)
@@ -137,10 +157,18 @@ def build_view(resources: Iterable[dict[str, Any]], *, system_namespace: str,
             instances[(domain, workload.name, env)] = workload
             view.instances[ref] = (domain, workload.name, env)
         order = control_plane.environment_names
-        for envs in by_key.values():
-            objects.append(_representative(envs, order, problems))
-    definitions = validate_definitions(objects, problems, library=library)
-    view.problems = list(problems)
+        variants = [_variants(envs, order, problems) for envs in by_key.values()]
+    else:
+        variants = []
+    # One validation per variant of a workload's spec across environments (usually one: CI
+    # applies the same workload.yaml everywhere, only images differ), so every instance is
+    # checked; the first run's definitions are kept.
+    definitions = None
+    for k in range(max((len(v) for v in variants), default=1)):
+        picked = [v[k] if k < len(v) else v[0] for v in variants]
+        run = validate_definitions([*objects, *picked], problems, library=library)
+        definitions = run if k == 0 else definitions
+    view.problems = sorted(set(problems))
     if definitions is not None and not view.problems:
         definitions.workload_instances = instances
         definitions.instances_only = True
@@ -162,11 +190,25 @@ def _environments_by_namespace(control_plane: ControlPlane, objects: list[Defini
     return out
 
 
+def _variants(envs: dict[str, tuple[Ref, Workload]], order: list[str],
+               problems: Problems) -> list[Workload]:
+    """The instances of one workload grouped by spec (images aside), latest environment's
+    group first, each as one :func:`_representative`."""
+    groups: dict[str, dict[str, tuple[Ref, Workload]]] = {}
+    for env in reversed([e for e in order if e in envs]):
+        spec = envs[env][1].spec.model_dump(mode="json", exclude={"image", "environments"})
+        overrides = {k: v.model_dump(mode="json", exclude={"image"})
+                     for k, v in envs[env][1].spec.environments.items()}
+        groups.setdefault(repr((spec, overrides)), {})[env] = envs[env]
+    return [_representative(group, order, problems) for group in groups.values()]
+
+
 def _representative(envs: dict[str, tuple[Ref, Workload]], order: list[str],
                     problems: Problems) -> Workload:
-    """One Workload standing for all its instances in cross-reference validation: the
-    instance of the latest environment, with each other instance's image as that environment's
-    override, so the digest rule is checked against what each environment really runs."""
+    """One Workload standing for instances with the same spec in cross-reference validation:
+    the instance of the latest environment, with each other instance's image as that
+    environment's override, so the digest rule is checked against what each environment
+    really runs."""
     present = [e for e in order if e in envs]
     ref, latest = envs[present[-1]]
     if len(present) == 1:

@@ -19,12 +19,16 @@ import threading
 import time
 from typing import Any
 
-from tenacity import RetryCallState, wait_exponential_jitter
-
 from konfig.operator.config import OperatorConfig
 from konfig.operator.reconciler import PassResult, Reconciler
 
 log = logging.getLogger("konfig.operator")
+
+
+def backoff(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with full jitter on top: ``initial * 2**(attempt-1)`` capped at
+    ``maximum``, plus up to ``initial`` seconds (so failing replicas do not retry in step)."""
+    return min(maximum, initial * 2 ** max(0, attempt - 1)) + random.uniform(0, initial)
 
 
 def jittered(interval: float, fraction: float) -> float:
@@ -47,6 +51,7 @@ class ReconcileLoop:
         self._seen: dict[str, tuple[Any, bool]] = {}
         self._seen_lock = threading.Lock()
         self.reasons: list[str] = []
+        self.changes = 0  #: change signals received (burst detection)
         self.passes: list[PassResult] = []
         self.busy = False
         self.started = False
@@ -80,6 +85,7 @@ class ReconcileLoop:
             self._loop.call_soon_threadsafe(self.mark_dirty, reason)
             return
         self._dirty = True
+        self.changes += 1
         self.reasons.append(reason)
         del self.reasons[:-50]
         if self._wake is not None:
@@ -128,7 +134,7 @@ class ReconcileLoop:
                 now = time.monotonic()
                 if self._dirty:
                     trigger = "change"
-                    await asyncio.sleep(self.config.debounce)  # let the burst finish
+                    await self._quiet()  # let the burst (konfig apply, say) finish
                 elif now >= next_resync:
                     trigger = "resync"
                 elif requeue_at is not None and now >= requeue_at:
@@ -150,6 +156,16 @@ class ReconcileLoop:
             self.first_pass_done.set()
             trigger = None
 
+    async def _quiet(self) -> None:
+        """Wait until no change arrived for ``debounce`` seconds (at most 20 debounces), so
+        one pass sees a whole burst of changes."""
+        deadline = time.monotonic() + 20 * self.config.debounce
+        while time.monotonic() < deadline:
+            seen = self.changes
+            await asyncio.sleep(self.config.debounce)
+            if self.changes == seen:
+                return
+
     def _pass(self, trigger: str) -> PassResult:
         self.reconciler.on_read = self.remember
         self.reconciler.on_release = self.released
@@ -161,11 +177,7 @@ class ReconcileLoop:
             self._requeue_delay = self.config.requeue_initial
         if result.failed:
             self._failures += 1
-            state = RetryCallState(None, None, (), {})
-            state.attempt_number = self._failures
-            delay = wait_exponential_jitter(initial=self.config.retry_initial,
-                                            max=self.config.retry_max,
-                                            jitter=self.config.retry_initial)(state)
+            delay = backoff(self._failures, self.config.retry_initial, self.config.retry_max)
             log.info("pass failed (%s); retrying in %.1fs", result.error or "see status", delay)
             return now + delay
         self._failures = 0

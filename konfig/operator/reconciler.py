@@ -21,7 +21,9 @@ caller when to look again (children not ready yet, a failure to retry).
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
@@ -31,13 +33,13 @@ from konfig.compile.state import DesiredState, GitLabTree
 from konfig.definitions import Definitions
 from konfig.errors import DefinitionError
 from konfig.kube.client import KubeClient, KubeError
-from konfig.kube.custom_resources import bundled_library
 from konfig.kube.owners import Ref, responsible, with_owner
 from konfig.kube.sync import (
     CONFLICT,
     CREATED,
     DELETED,
     FAILED,
+    KEPT,
     UPDATED,
     KubeReport,
     reconcile_objects,
@@ -133,7 +135,9 @@ class Reconciler:
         self._gitlab_client = None
         self._expire_grants = expire_grants
         self._compiled: tuple[tuple, DesiredState] | None = None
+        self._models: dict[tuple, Any] = {}  # parsed definitions, by resource and generation
         self._gitlab = _GitLabState()
+        self._lock = threading.Lock()
         self.resyncs = 0
         self.passes = 0
         self.last: PassResult | None = None
@@ -159,6 +163,10 @@ class Reconciler:
             result.failed, result.error = True, f"cluster: {err}"
             self.metrics.errors.labels("kube").inc()
             log.warning("reconcile failed: %s", err)
+        except Exception as err:  # noqa: BLE001 - a bug must not stop the operator: retry
+            result.failed, result.error = True, f"{type(err).__name__}: {err}"
+            self.metrics.errors.labels("internal").inc()
+            log.exception("reconcile crashed; retrying with backoff")
         result.duration = time.monotonic() - started
         outcome = "stalled" if result.stalled else "failed" if result.failed else "ok"
         self.metrics.reconciles.labels(trigger, outcome).inc()
@@ -174,7 +182,9 @@ class Reconciler:
         if self.on_read is not None:
             self.on_read(resources)
         view = build_view(resources, system_namespace=self.config.system_namespace,
-                          library=self._library())
+                          library=self._library(), cache=self._models)
+        self._models = {k: v for k, v in self._models.items()
+                        if k[0] in view.resources}  # forget what is gone
         if not view.resources:
             return  # nothing defined yet: nothing to do, nothing to prune
         self._ensure_finalizers(view)
@@ -218,10 +228,9 @@ class Reconciler:
 
     @staticmethod
     def _library():
-        from konfig.errors import Problems
-        from konfig.load import _bundled_templates
+        from konfig.operator.cluster import bundled_templates
 
-        return _bundled_templates(Problems())
+        return bundled_templates()
 
     def _compile(self, view: ClusterView) -> DesiredState:
         """Compile, reusing the last result while no resource's generation changed."""
@@ -263,8 +272,11 @@ class Reconciler:
         """Drop the finalizer of every deleting resource none of whose children is left."""
         if kube is None or not kube.ok:
             return
+        # Objects still desired, or that failed or wait, hold their owner back; objects kept by
+        # policy (the system namespace, break-glass grants, a namespace holding objects that
+        # are not Konfig's) do not.
         left = {responsible(r.obj, self.config.system_namespace)
-                for r in kube.results if r.action not in (DELETED,)}
+                for r in kube.results if r.action not in (DELETED, KEPT)}
         for ref in view.deleting:
             resource = view.resources[ref]
             finalizers = resource["metadata"].get("finalizers") or []
@@ -352,7 +364,11 @@ class Reconciler:
     def _sync_gitlab(self, tree: GitLabTree, result: PassResult) -> None:
         if not self.config.gitlab_url:
             return
-        full = (self.passes == 1 or self._gitlab.tree_key is None
+        # Full depth (every group's links and variables, every project's protections) on the
+        # first pass, whenever the desired tree changed (a shape pass would not see, say, a
+        # changed SAML link of an existing group) and every gitlab_full_every-th resync; a
+        # shape pass with a rotating slice of details otherwise.
+        full = (self.passes == 1 or self._gitlab.tree_key != hash(tree)
                 or (self.resyncs and self.resyncs % max(1, self.config.gitlab_full_every) == 0
                     and result.trigger == "resync"))
         depth = "full" if full else "shape"
@@ -438,11 +454,14 @@ class Reconciler:
         self.metrics.managed.set(len(state.kubernetes))
         usage = _template_usage(view.definitions)
         stalled = 0
+        jobs = []
         for ref, resource in view.resources.items():
             self._events_for_changes(resource, changes.get(ref, []))
             verdict = self._verdict(ref, resource, view, children.get(ref, Children()), usage)
             stalled += verdict.stalled[0]
-            self._write_status(ref, resource, verdict, result)
+            jobs.append((ref, resource, verdict))
+        with ThreadPoolExecutor(max_workers=max(1, self.config.workers)) as pool:
+            list(pool.map(lambda job: self._write_status(*job, result), jobs))
         self.metrics.stalled.set(stalled)
         if result.gitlab_ran:
             self._gitlab_events(view, result.gitlab)
@@ -495,7 +514,8 @@ class Reconciler:
                                         ref.namespace, ref.name, patch, subresource="status",
                                         field_manager=OPERATOR_MANAGER)
             resource["status"] = updated.get("status")
-            result.status_writes += 1
+            with self._lock:
+                result.status_writes += 1
         except KubeError as err:
             if not err.not_found:
                 log.warning("status of %s not written: %s", ref, err)

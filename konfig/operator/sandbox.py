@@ -1,0 +1,265 @@
+"""A local sandbox: the emulated control-plane cluster and a fake GitLab, in-process, with the
+real operator running against them (``konfig sandbox DIR``, the e2e tests and the benchmark).
+
+Nothing here is faked on Konfig's side: ``konfig apply`` logic writes the custom resources over
+HTTP with the real kubernetes client, the kopf operator reconciles them over HTTP, and the GitLab
+adapter talks to the fake GitLab with python-gitlab. The emulator's fake Config Connector marks
+Config Connector objects Ready; :class:`HealthyContexts` does the same for
+ConfigConnectorContexts (``status.healthy``), as Config Connector's operator would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from konfig.compile import compile_definitions
+from konfig.compile.state import DesiredState
+from konfig.definitions import Definitions
+from konfig.kube import crds as konfig_crds
+from konfig.kube.client import KubeClient, RetrySettings
+from konfig.kube.custom_resources import ApplyResult, apply_definitions
+from konfig.kube.kinds import shipped_kcc_crds
+from konfig.load import load_definitions
+from konfig.model import API_VERSION
+from konfig.operator.app import Operator, OperatorThread
+from konfig.operator.cluster import KINDS
+from konfig.operator.config import OperatorConfig
+from konfig.operator.status import child_readiness
+
+SANDBOX_TOKEN = "konfig-sandbox-token"
+
+
+class HealthyContexts:
+    """Sets ``status.healthy: true`` on ConfigConnectorContexts shortly after they appear, as
+    Config Connector's operator does
+    (https://cloud.google.com/config-connector/docs/how-to/install-namespaced)."""
+
+    def __init__(self, kube: Any, delay: float = 0.05) -> None:
+        self._kube = kube
+        self._delay = delay
+        kube.store.add_listener(self._on_change)
+
+    def _on_change(self, event: str, rtype: Any, old: Any, new: Any) -> None:
+        if event == "DELETED" or new is None or rtype.kind != "ConfigConnectorContext":
+            return
+        if (new.get("status") or {}).get("healthy") is True or new["metadata"].get("deletionTimestamp"):
+            return
+        meta = new["metadata"]
+        timer = threading.Timer(self._delay, self._mark, (rtype, meta["namespace"], meta["name"]))
+        timer.daemon = True
+        timer.start()
+
+    def _mark(self, rtype: Any, namespace: str, name: str) -> None:
+        try:
+            self._kube.store.patch(rtype, namespace, name, "application/merge-patch+json",
+                                   {"status": {"healthy": True}}, manager="configconnector-operator",
+                                   subresource="status")
+        except Exception:  # noqa: BLE001 - deleted meanwhile
+            pass
+
+
+@dataclass
+class Convergence:
+    """Where the control plane stands: resources by readiness, and objects by namespace."""
+
+    ready: bool
+    seconds: float
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    not_ready: list[str] = field(default_factory=list)
+    stalled: list[str] = field(default_factory=list)
+
+
+def _condition(resource: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in (resource.get("status") or {}).get("conditions") or []
+                 if c.get("type") == kind), None)
+
+
+def resource_ready(resource: dict[str, Any]) -> bool:
+    """Ready=True for the resource's current generation."""
+    ready = _condition(resource, "Ready")
+    return bool(ready and ready.get("status") == "True"
+                and ready.get("observedGeneration") == resource["metadata"].get("generation"))
+
+
+class Sandbox:
+    """Emulated cluster + fake GitLab + the operator. Use as a context manager::
+
+        with Sandbox(defs) as sandbox:
+            sandbox.apply(defs)
+            sandbox.wait_converged()
+    """
+
+    def __init__(self, defs: Definitions, *, resync_interval: float = 300.0,
+                 operator: bool = True, config: dict[str, Any] | None = None,
+                 gitlab_options: dict[str, Any] | None = None) -> None:
+        from konfig.sandbox.fake_gitlab import FakeGitLab
+        from konfig.sandbox.kube_api import KubeEmulator
+
+        self.defs = defs
+        self.kube = KubeEmulator(fake_config_connector=True)
+        self.gitlab = FakeGitLab(**(gitlab_options or {}))
+        self._with_operator = operator
+        self._config_overrides = {"resync_interval": resync_interval, "debounce": 0.2,
+                                  "health_port": 0, "metrics_port": 0, "health_host": "127.0.0.1",
+                                  "gitlab_retry_attempts": 3, **(config or {})}
+        self.client: KubeClient | None = None
+        self.operator: Operator | None = None
+        self.thread: OperatorThread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "Sandbox":
+        self.kube.start()
+        HealthyContexts(self.kube)
+        self.kube.install_crds([*shipped_kcc_crds(), *konfig_crds.all_crds()])
+        self.gitlab.start()
+        self.gitlab.add_token(SANDBOX_TOKEN)
+        parent = self.defs.control_plane.spec.gitlab.parent_group
+        for depth in range(1, parent.count("/") + 2):
+            path = "/".join(parent.split("/")[:depth])
+            if self.gitlab.group(path) is None:
+                self.gitlab.seed_group(path)
+        self.client = KubeClient.connect(server=self.kube.url,
+                                         retry=RetrySettings(attempts=3, initial=0.05))
+        if self._with_operator:
+            self.start_operator()
+        return self
+
+    def operator_config(self, **overrides: Any) -> OperatorConfig:
+        values = {"gitlab_url": self.gitlab.url, "gitlab_token": SANDBOX_TOKEN,
+                  "server": self.kube.url, **self._config_overrides, **overrides}
+        return OperatorConfig(**values)
+
+    def start_operator(self, **overrides: Any) -> Operator:
+        """Start (or restart) the operator in a thread; returns it."""
+        self.operator = Operator(self.operator_config(**overrides))
+        self.thread = OperatorThread(self.operator).start()
+        return self.operator
+
+    def stop_operator(self) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+            self.thread = None
+
+    def stop(self) -> None:
+        self.stop_operator()
+        if self.client is not None:
+            self.client.close()
+        self.gitlab.stop()
+        self.kube.stop()
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def apply(self, defs: Definitions | None = None, *, state: DesiredState | None = None
+              ) -> ApplyResult:
+        """``konfig apply``: the definitions' Namespaces and custom resources, pruning
+        removed ones."""
+        assert self.client is not None
+        defs = defs or self.defs
+        self.defs = defs
+        return apply_definitions(self.client, defs, state or compile_definitions(defs))
+
+    def resources(self) -> list[dict[str, Any]]:
+        assert self.client is not None
+        out: list[dict[str, Any]] = []
+        for kind in KINDS:
+            out += self.client.list(self.client.kinds.get(API_VERSION, kind))
+        return out
+
+    def convergence(self, started: float) -> Convergence:
+        resources = self.resources()
+        not_ready, stalled = [], []
+        for r in resources:
+            name = f"{r['kind']} {r['metadata'].get('namespace')}/{r['metadata']['name']}"
+            cond = _condition(r, "Stalled")
+            if cond and cond.get("status") == "True":
+                stalled.append(f"{name}: {cond.get('message')}")
+            elif not resource_ready(r):
+                ready = _condition(r, "Ready") or {}
+                not_ready.append(f"{name}: {ready.get('reason', 'no status yet')}")
+        return Convergence(not not_ready and not stalled and bool(resources),
+                           time.monotonic() - started, resources, not_ready, stalled)
+
+    def wait_converged(self, timeout: float = 60.0, *, poll: float = 0.1,
+                       until: Callable[[Convergence], bool] | None = None) -> Convergence:
+        """Poll until every resource is Ready for its generation (or ``until`` holds, or
+        resources stay Stalled while the operator is idle for a second); returns the last
+        :class:`Convergence` (``ready`` False on timeout)."""
+        started = time.monotonic()
+        stalled_since: float | None = None
+        while True:
+            state = self.convergence(started)
+            idle = self.operator is None or self.operator.loop.idle
+            if state.stalled and idle:
+                stalled_since = stalled_since or time.monotonic()
+            else:
+                stalled_since = None
+            stuck = stalled_since is not None and time.monotonic() - stalled_since > 1.0
+            done = until(state) if until else (state.ready or stuck)
+            if done or state.seconds > timeout:
+                return state
+            time.sleep(poll)
+
+    # -- what there is -------------------------------------------------------------------------
+
+    def namespace_tree(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """``namespace -> kind -> (objects, ready)`` of Konfig's objects in the cluster
+        (``(cluster)`` for cluster-scoped ones)."""
+        assert self.client is not None
+        from konfig.kube.sync import prune_kinds
+
+        cp = self.defs.control_plane.name
+        tree: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        for info in prune_kinds(self.client):
+            for obj in self.client.list(info, label_selector=f"konfig-control-plane={cp}"):
+                ns = obj["metadata"].get("namespace") or "(cluster)"
+                cell = tree[ns][obj["kind"]]
+                cell[0] += 1
+                cell[1] += child_readiness(obj)[0]
+        return {ns: {k: (v[0], v[1]) for k, v in sorted(kinds.items())}
+                for ns, kinds in sorted(tree.items())}
+
+    def gitlab_tree(self) -> dict[str, list[str]]:
+        """``group full path -> [project paths]`` under the control-plane group."""
+        root = self.defs.control_plane.spec.gitlab.parent_group
+        out: dict[str, list[str]] = {}
+        for group in self.gitlab.groups_under(root):
+            out[group] = []
+        for project in self.gitlab.projects_under(root):
+            out.setdefault(project.rsplit("/", 1)[0], []).append(project.rsplit("/", 1)[1])
+        return out
+
+
+def object_counts(sandbox: Sandbox) -> Counter[str]:
+    """Konfig's objects in the cluster, by kind."""
+    counts: Counter[str] = Counter()
+    for kinds in sandbox.namespace_tree().values():
+        for kind, (n, _) in kinds.items():
+            counts[kind] += n
+    return counts
+
+
+def run_sandbox(path: str | Path, *, timeout: float = 50.0) -> tuple[Sandbox, Convergence, ApplyResult]:
+    """Load ``path``, start a sandbox, apply, wait for convergence. The caller prints and
+    stops the returned sandbox. Raises :class:`~konfig.errors.DefinitionError`."""
+    defs = load_definitions(path)
+    state = compile_definitions(defs)
+    sandbox = Sandbox(defs).start()
+    try:
+        applied = sandbox.apply(defs, state=state)
+        converged = sandbox.wait_converged(timeout)
+    except BaseException:
+        sandbox.stop()
+        raise
+    return sandbox, converged, applied
