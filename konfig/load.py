@@ -8,6 +8,7 @@ raised together as one :class:`~konfig.errors.DefinitionError`.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 
 from konfig.definitions import Definitions
 from konfig.errors import DefinitionError, Location, Problem, Problems
-from konfig.model import KINDS, API_VERSION, Definition
+from konfig.model import API_VERSION, KINDS, Definition, ResourceTemplate
 from konfig.resources import bundled_dir
 from konfig.validate import validate_definitions
 from konfig.yamlsource import YamlDocument, nearest_line, parse_documents
@@ -63,6 +64,16 @@ def parse_definition(data: dict[str, Any], *, file: str = "<cluster>") -> Defini
     problems.raise_if_any()
     assert obj is not None
     return obj
+
+
+@lru_cache(maxsize=1)
+def bundled_templates() -> tuple[ResourceTemplate, ...]:
+    """The bundled ResourceTemplate library, read once (it ships with Konfig). Raises
+    :class:`DefinitionError` if a bundled template is invalid."""
+    problems = Problems()
+    library = _bundled_templates(problems)
+    problems.raise_if_any()
+    return tuple(t for t in library if isinstance(t, ResourceTemplate))
 
 
 def _bundled_templates(problems: Problems) -> list[Definition]:
@@ -188,4 +199,7 @@ def _assemble(library: list[Definition], objects: list[Definition], problems: Pr
     return definitions
 
 
-__all__ = ["DefinitionError", "Problem", "load_definitions", "parse_definition", "parse_objects"]
+__all__ = [
+    "DefinitionError", "Problem", "bundled_templates", "load_definitions", "parse_definition",
+    "parse_objects",
+]

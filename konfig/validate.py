@@ -6,7 +6,6 @@ every problem found to the collector (nothing stops at the first problem).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterable
 
 from konfig.compile import naming

@@ -18,7 +18,6 @@ from konfig.compile import naming
 from konfig.compile.objects import konfig_labels
 from konfig.compile.state import SYSTEM_NAMESPACE, DesiredState, KubeObject
 from konfig.definitions import Definitions
-from konfig.errors import Problems
 from konfig.kube.client import KubeClient
 from konfig.kube.diff import plan
 from konfig.kube.sync import KubeReport, execute, observe
@@ -32,10 +31,9 @@ KIND_ORDER = ("ControlPlane", "Platform", "Domain", "ResourceTemplate", "Workloa
 def bundled_library() -> dict[str, dict[str, Any]]:
     """The bundled ResourceTemplates as documents, by name (they ship with the operator, so
     they are never applied as custom resources)."""
-    from konfig.load import _bundled_templates  # the loader's own reading of the library
+    from konfig.load import bundled_templates
 
-    return {t.name: t.to_document() for t in _bundled_templates(Problems())
-            if isinstance(t, ResourceTemplate)}
+    return {t.name: t.to_document() for t in bundled_templates()}
 
 
 def tree_templates(defs: Definitions) -> list[ResourceTemplate]:

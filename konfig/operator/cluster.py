@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Iterable
 
 from konfig.compile import naming
@@ -33,12 +32,11 @@ from konfig.validate import validate_definitions
 KINDS = ("ControlPlane", "Platform", "Domain", "ResourceTemplate", "Workload")
 
 
-@lru_cache(maxsize=1)
 def bundled_templates() -> tuple[Definition, ...]:
     """The bundled ResourceTemplate library (read once; it ships with the operator)."""
-    from konfig.load import _bundled_templates  # the loader's own reading of the library
+    from konfig.load import bundled_templates as library
 
-    return tuple(_bundled_templates(Problems()))
+    return library()
 
 
 def ref_of(resource: dict[str, Any]) -> Ref:

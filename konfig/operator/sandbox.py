@@ -4,13 +4,11 @@ real operator running against them (``konfig sandbox DIR``, the e2e tests and th
 Nothing here is faked on Konfig's side: ``konfig apply`` logic writes the custom resources over
 HTTP with the real kubernetes client, the kopf operator reconciles them over HTTP, and the GitLab
 adapter talks to the fake GitLab with python-gitlab. The emulator's fake Config Connector marks
-Config Connector objects Ready; :class:`HealthyContexts` does the same for
-ConfigConnectorContexts (``status.healthy``), as Config Connector's operator would.
+Config Connector objects Ready and ConfigConnectorContexts healthy.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -32,35 +30,6 @@ from konfig.operator.config import OperatorConfig
 from konfig.operator.status import child_readiness
 
 SANDBOX_TOKEN = "konfig-sandbox-token"
-
-
-class HealthyContexts:
-    """Sets ``status.healthy: true`` on ConfigConnectorContexts shortly after they appear, as
-    Config Connector's operator does
-    (https://cloud.google.com/config-connector/docs/how-to/install-namespaced)."""
-
-    def __init__(self, kube: Any, delay: float = 0.05) -> None:
-        self._kube = kube
-        self._delay = delay
-        kube.store.add_listener(self._on_change)
-
-    def _on_change(self, event: str, rtype: Any, old: Any, new: Any) -> None:
-        if event == "DELETED" or new is None or rtype.kind != "ConfigConnectorContext":
-            return
-        if (new.get("status") or {}).get("healthy") is True or new["metadata"].get("deletionTimestamp"):
-            return
-        meta = new["metadata"]
-        timer = threading.Timer(self._delay, self._mark, (rtype, meta["namespace"], meta["name"]))
-        timer.daemon = True
-        timer.start()
-
-    def _mark(self, rtype: Any, namespace: str, name: str) -> None:
-        try:
-            self._kube.store.patch(rtype, namespace, name, "application/merge-patch+json",
-                                   {"status": {"healthy": True}}, manager="configconnector-operator",
-                                   subresource="status")
-        except Exception:  # noqa: BLE001 - deleted meanwhile
-            pass
 
 
 @dataclass
@@ -115,7 +84,6 @@ class Sandbox:
 
     def start(self) -> "Sandbox":
         self.kube.start()
-        HealthyContexts(self.kube)
         self.kube.install_crds([*shipped_kcc_crds(), *konfig_crds.all_crds()])
         self.gitlab.start()
         self.gitlab.add_token(SANDBOX_TOKEN)

@@ -81,6 +81,7 @@ from konfig.sandbox.kube_types import CRD_GROUP, ResourceType, StatusError
 CNRM_GROUP_SUFFIX = ".cnrm.cloud.google.com"
 CNRM_MANAGER = "cnrm-controller-manager"
 FAIL_ANNOTATION = "sandbox.konfig.dev/cnrm-fail"
+CONTEXT_KIND = "ConfigConnectorContext"
 """On a Config Connector object, makes the fake controller report Ready=False with this
 annotation's value as the message (reason ``UpdateFailed``), to test failure roll-ups."""
 
@@ -136,7 +137,9 @@ class _FakeConfigConnector:
     """Marks Config Connector objects Ready after each create/spec change, like the real
     controller's status: ``conditions: [{type: Ready, status: "True", reason: UpToDate,
     message: The resource is up to date}]`` and ``observedGeneration``
-    (https://cloud.google.com/config-connector/docs/how-to/monitoring-your-resources)."""
+    (https://cloud.google.com/config-connector/docs/how-to/monitoring-your-resources); and
+    ConfigConnectorContexts ``healthy: true``, as Config Connector's operator does
+    (https://cloud.google.com/config-connector/docs/how-to/install-namespaced)."""
 
     def __init__(self, emulator: KubeEmulator):
         self._emulator = emulator
@@ -148,7 +151,7 @@ class _FakeConfigConnector:
         if not rtype.group.endswith(CNRM_GROUP_SUFFIX) or not rtype.has_status:
             return  # Config Connector CRDs all declare the status subresource
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") or self._desired_status(new) == _status_core(new.get("status")):
+        if meta.get("deletionTimestamp") or self._desired_status(new) == _status_core(new):
             return
         emulator._call_later(emulator.config_connector_delay, self._reconcile, rtype.storage_key,
                              meta.get("namespace"), meta["name"], meta["uid"])
@@ -165,6 +168,8 @@ class _FakeConfigConnector:
     @staticmethod
     def _desired_status(obj: dict[str, Any]) -> dict[str, Any]:
         failure = (obj["metadata"].get("annotations") or {}).get(FAIL_ANNOTATION)
+        if obj.get("kind") == CONTEXT_KIND:
+            return {"healthy": not failure, **({"errors": [failure]} if failure else {})}
         condition = ({"type": "Ready", "status": "False", "reason": "UpdateFailed", "message": failure}
                      if failure else
                      {"type": "Ready", "status": "True", "reason": "UpToDate",
@@ -183,9 +188,10 @@ class _FakeConfigConnector:
         if obj["metadata"]["uid"] != uid or obj["metadata"].get("deletionTimestamp"):
             return
         desired = self._desired_status(obj)
-        if desired == _status_core(obj.get("status")):
+        if desired == _status_core(obj):
             return
-        desired["conditions"][0]["lastTransitionTime"] = now_rfc3339()
+        for condition in desired.get("conditions", []):
+            condition["lastTransitionTime"] = now_rfc3339()
         status = {**(obj.get("status") or {}), **desired}
         body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": status}
         with contextlib.suppress(StatusError):  # changed meanwhile: the next event reschedules
@@ -193,9 +199,11 @@ class _FakeConfigConnector:
                         subresource="status" if rtype.has_status else None)
 
 
-def _status_core(status: dict[str, Any] | None) -> dict[str, Any]:
-    """The fields the fake controller owns, without timestamps, for comparison."""
-    status = status or {}
+def _status_core(obj: dict[str, Any]) -> dict[str, Any]:
+    """The status fields the fake controller owns, without timestamps, for comparison."""
+    status = obj.get("status") or {}
+    if obj.get("kind") == CONTEXT_KIND:
+        return {k: status[k] for k in ("healthy", "errors") if k in status}
     conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
                   for c in status.get("conditions") or [] if c.get("type") == "Ready"]
     return {"conditions": conditions, "observedGeneration": status.get("observedGeneration")}

@@ -373,3 +373,21 @@ def test_helm_lint_passes():
     report = helm.lint(CHART, VALUES, strict=True, namespace=NAMESPACE)
     assert report["errors"] == []
     assert not [m for m in report["messages"] if m["severity"] >= 2], report["messages"]
+
+
+def test_operator_may_apply_and_prune_every_kind_the_compiler_renders(chart, example_state):
+    """Every kind of the example organisation's desired state can be created, patched and
+    pruned by the operator's ClusterRole (a real API server would answer 403 otherwise)."""
+    from konfig.kube.kinds import KindRegistry
+
+    rules = operator_rules(render(chart))
+    registry = KindRegistry.shipped()
+    missing = set()
+    for obj in example_state.kubernetes:
+        info = registry.of(obj)
+        group = obj["apiVersion"].rpartition("/")[0]
+        verbs = ("create", "patch") if obj["kind"] == "Namespace" else ("create", "patch", "delete")
+        for verb in verbs:
+            if not allowed(rules, group, info.plural, verb):
+                missing.add(f"{verb} {group or 'core'}/{info.plural}")
+    assert not missing, sorted(missing)

@@ -106,7 +106,6 @@ def test_every_workload_has_its_own_service_account_per_environment(example_stat
 
 
 def test_no_owner_or_editor_and_nothing_above_own_project(example_state):
-    projects = {p["metadata"]["name"]: p["spec"]["resourceID"] for p in of_kind(example_state, "Project")}
     for m in of_kind(example_state, "IAMPolicyMember"):
         assert m["spec"]["role"] not in ("roles/owner", "roles/editor"), m["metadata"]["name"]
         labels = m["metadata"]["labels"]

@@ -7,10 +7,9 @@ import copy
 import pytest
 
 from konfig.compile import compile_definitions
-from konfig.errors import Problems
 from konfig.kube.custom_resources import custom_resources
 from konfig.kube.owners import Ref
-from konfig.load import _bundled_templates
+from konfig.load import bundled_templates
 from konfig.operator.cluster import build_view
 
 SYSTEM = "konfig-system"
@@ -18,7 +17,7 @@ SYSTEM = "konfig-system"
 
 @pytest.fixture(scope="module")
 def library():
-    return _bundled_templates(Problems())
+    return list(bundled_templates())
 
 
 @pytest.fixture()

@@ -1010,3 +1010,26 @@ def test_kopf_run_cli_with_the_kubeconfig(kube: KubeEmulator, widgets: str, tmp_
         output, _ = process.communicate(timeout=15)
     assert handled is not None, output.decode()[-3000:]
     assert process.returncode == 0, output.decode()[-3000:]
+
+
+def test_fake_config_connector_marks_contexts_healthy(tmp_path):
+    """Config Connector's operator reports each ConfigConnectorContext healthy (status.healthy
+    is required by the CRD); the fake does the same, and a failure annotation makes it unhealthy."""
+    from konfig.kube.kinds import shipped_kcc_crds
+    from konfig.sandbox.kube_api import FAIL_ANNOTATION, KubeEmulator
+
+    with KubeEmulator(fake_config_connector=True) as kube:
+        kube.install_crds(list(shipped_kcc_crds()))
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop-dev"}})
+        for name, notes in (("ok", {}), ("broken", {FAIL_ANNOTATION: "no such account"})):
+            kube.create({"apiVersion": "core.cnrm.cloud.google.com/v1beta1", "kind": "ConfigConnectorContext",
+                         "metadata": {"name": name, "namespace": "shop-dev", "annotations": notes},
+                         "spec": {"googleServiceAccount": "kcc@p.iam.gserviceaccount.com"}})
+        api = "core.cnrm.cloud.google.com/v1beta1"
+        ok = kube.wait_for(api, "ConfigConnectorContext", "shop-dev", "ok",
+                           lambda o: o and (o.get("status") or {}).get("healthy") is True)
+        broken = kube.wait_for(api, "ConfigConnectorContext", "shop-dev", "broken",
+                               lambda o: o and "healthy" in (o.get("status") or {}))
+        assert ok["status"]["healthy"] is True
+        assert broken["status"]["healthy"] is False
+        assert broken["status"]["errors"] == ["no such account"]
