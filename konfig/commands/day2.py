@@ -33,7 +33,7 @@ Kubeconfig = Annotated[
 Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context (default: current).")]
 SystemNamespace = Annotated[
     str,
-    typer.Option("--namespace-system", help="Namespace of the ControlPlane, Platforms and Domains."),
+    typer.Option("--system-namespace", help="Namespace of the ControlPlane, Platforms and Domains."),
 ]
 Actor = Annotated[
     str | None,
