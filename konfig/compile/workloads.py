@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from konfig.compile import naming
 from konfig.compile.context import CompileContext
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
@@ -87,7 +89,7 @@ def _targets(ctx: CompileContext, problems: Problems) -> list[Target]:
                 continue  # not deployed to this environment yet
             try:
                 spec = workload.spec_for(env.name)
-            except Exception as err:  # pydantic.ValidationError of a merged override
+            except ValidationError as err:  # a merged override is invalid (e.g. min > max)
                 problems.add(workload.locate(f"spec.environments.{env.name}"), str(err).splitlines()[-1].strip())
                 continue
             targets.append(Target(workload, domain, env, spec,
@@ -239,13 +241,17 @@ def _cloud_run(ctx: CompileContext, t: Target, env, callers: list[Target], label
     if spec.ingress.visibility == "external":
         members.append("allUsers")  # public behind the load balancer; ingress limits the path
     for member in members:
-        who = member.split(":", 1)[-1].split("@", 1)[0]
         objects.append(policy_member(
-            object_name(t.workload.name, "invoker", who, *([] if member == "allUsers" else
-                                                           [member.split("@", 1)[1].split(".", 1)[0]])),
+            object_name(t.workload.name, "invoker", _member_slug(member)),
             namespace=t.namespace, labels=labels, resource_ref=ref,
             role="roles/run.invoker", member=member))
     return objects
+
+
+def _member_slug(member: str) -> str:
+    """``serviceAccount:wl-a@acme-shop-prod.iam.gserviceaccount.com`` → ``wl-a-acme-shop-prod``
+    (unique per caller: account and project), ``allUsers`` → ``allusers``."""
+    return member.split(":", 1)[-1].removesuffix(".iam.gserviceaccount.com").replace("@", "-")
 
 
 def _gke(ctx: CompileContext, t: Target, env, labels) -> list[KubeObject]:
