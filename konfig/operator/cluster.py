@@ -9,9 +9,27 @@ rendered only in the environments where it has an instance.
 Resources that cannot take part are set aside as *orphans* with a reason rather than failing
 the whole control plane: a ControlPlane, Platform, Domain or ResourceTemplate outside the
 system namespace, and a Workload in a namespace that is no environment of any domain (left
-behind by a removed domain, say). Everything else must validate together: one invalid
-definition stalls the control plane and nothing is applied, because a partial desired state
-would prune what the invalid definitions stand for.
+behind by a removed domain, say).
+
+Invalid definitions are handled by who owns them:
+
+* ControlPlane, Platform, Domain and ResourceTemplate resources (the platform team's,
+  reviewed in the control-plane repository) must validate together: one invalid definition
+  stalls the whole control plane and nothing is applied, because a partial desired state
+  would prune what the invalid definitions stand for. So does any problem that cannot be
+  blamed on one Workload resource.
+* A Workload instance (applied by one domain's CI into its domain-environment namespace)
+  whose own definition is invalid is *isolated* (:class:`Isolation`): problems are blamed on
+  the resource their location file names (``parse_definition(..., file=str(ref))``; for a
+  representative of several environments, an image field on the instance that runs that
+  image, anything else on every instance it stands for). An isolated instance is *held*
+  at its last valid model when the caller knows one (the desired state is then unchanged
+  for it), else *excluded* from the compile; :func:`isolated_objects` then tells the prune
+  to keep its live objects and the run-invoker grants other services give it, unchanged.
+  Excluding one instance can make another fail (a dependency no longer defined): validation
+  repeats until nothing is left to blame, a bounded number of times. Either way nothing
+  the instance stands for is ever pruned or changed while it is invalid, and the rest of the
+  control plane reconciles.
 """
 
 from __future__ import annotations
