@@ -162,14 +162,17 @@ class Sandbox:
     def wait_converged(self, timeout: float = 60.0, *, poll: float = 0.1,
                        until: Callable[[Convergence], bool] | None = None) -> Convergence:
         """Poll until every resource is Ready for its generation (or ``until`` holds, or
-        resources stay Stalled while the operator is idle for a second); returns the last
+        resources stay Stalled for a second while the operator is idle and its last pass read
+        every resource there is); returns the last
         :class:`Convergence` (``ready`` False on timeout)."""
         started = time.monotonic()
         stalled_since: float | None = None
         while True:
             state = self.convergence(started)
             idle = self.operator is None or self.operator.loop.idle
-            if state.stalled and idle:
+            # Stuck only if the last pass saw every resource there is now: a pass that read a
+            # half-applied set (watch events still in flight) stalls for reasons already gone.
+            if state.stalled and idle and self._last_pass_saw(len(state.resources)):
                 stalled_since = stalled_since or time.monotonic()
             else:
                 stalled_since = None
@@ -178,6 +181,12 @@ class Sandbox:
             if done or state.seconds > timeout:
                 return state
             time.sleep(poll)
+
+    def _last_pass_saw(self, resources: int) -> bool:
+        if self.operator is None:
+            return True
+        passes = self.operator.loop.passes
+        return bool(passes) and passes[-1].resources == resources
 
     # -- what there is -------------------------------------------------------------------------
 
