@@ -13,7 +13,6 @@ Rules (spec/definitions.md, "Invariants"):
   apply (which also drops fields Konfig owned and no longer wants).
 * *Prune*: Konfig's objects that are no longer desired are deleted, except break-glass grants
   (:data:`BREAK_GLASS_LABEL`), objects already being deleted, and the system namespace. A
-  Callers may keep more (``plan(keep=...)``: the objects of an isolated Workload). A
   Namespace is deleted only once every object seen in it is Konfig's and being deleted (the
   executor looks once more, across every kind it knows, right before deleting it). Objects annotated
   ``cnrm.cloud.google.com/deletion-policy: abandon`` keep their cloud resource.
@@ -24,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Iterable, Literal, Mapping
 
 from konfig.compile.state import (
     DELETION_POLICY,
@@ -177,15 +176,12 @@ def is_konfigs(obj: KubeObject, control_plane: str) -> bool:
 
 
 def plan(desired: Iterable[KubeObject], observed: Mapping[Key, KubeObject], control_plane: str,
-         *, prune: bool = True, system_namespace: str = SYSTEM_NAMESPACE,
-         keep: Callable[[KubeObject], str | None] | None = None) -> KubePlan:
+         *, prune: bool = True, system_namespace: str = SYSTEM_NAMESPACE) -> KubePlan:
     """Compare ``desired`` (in apply order, each with its ownerReferences already set) with
     ``observed`` (live objects by :func:`~konfig.compile.state.object_key`: every object of
     the desired kinds, plus Konfig's objects of other managed kinds) and return the plan.
 
     With ``prune=False`` no deletes are planned (``konfig apply --no-prune`` style passes).
-    ``keep(live)`` returns why an undesired object must not be pruned (the objects of an
-    isolated Workload, say), or ``None``.
     """
     result = KubePlan()
     wanted: set[Key] = set()
@@ -210,19 +206,13 @@ def plan(desired: Iterable[KubeObject], observed: Mapping[Key, KubeObject], cont
             result.actions.append(Action("update", key, target,
                                          f"{first_difference(live, target)} differs", live))
     if prune:
-        result.actions += _prune(observed, wanted, control_plane, system_namespace, keep)
+        result.actions += _prune(observed, wanted, control_plane, system_namespace)
     return result
 
 
 def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: str,
-           system_namespace: str,
-           keep: Callable[[KubeObject], str | None] | None = None) -> list[Action]:
+           system_namespace: str) -> list[Action]:
     from konfig.compile import apply_order
-
-    def kept(live: KubeObject) -> str | None:
-        if _protected(live):
-            return "break-glass grant"
-        return keep(live) if keep is not None else None
 
     candidates = [(key, live) for key, live in observed.items()
                   if key not in wanted and is_konfigs(live, control_plane)]
@@ -232,15 +222,14 @@ def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: 
         ns = key[2]
         if ns:  # an object that is not Konfig's keeps its namespace alive too
             goes = (is_konfigs(live, control_plane) and key not in wanted
-                    and not kept(live)) or bool(live["metadata"].get("deletionTimestamp"))
+                    and not _protected(live)) or bool(live["metadata"].get("deletionTimestamp"))
             deleting_in[ns] = deleting_in.get(ns, True) and goes
     for key, live in sorted(candidates, key=lambda kv: apply_order(kv[1]), reverse=True):
         meta = live["metadata"]
         if meta.get("deletionTimestamp"):
             continue  # already going; nothing to do
-        why = kept(live)
-        if why:
-            actions.append(Action("keep", key, live, why, live))
+        if _protected(live):
+            actions.append(Action("keep", key, live, "break-glass grant", live))
         elif key[1] == "Namespace" and key[0] == "":
             name = key[3]
             if name == system_namespace:

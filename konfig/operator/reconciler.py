@@ -3,25 +3,15 @@
 A pass reads every Konfig custom resource, builds the definitions
 (:mod:`konfig.operator.cluster`), and then:
 
-1. invalid ControlPlane, Platform, Domain or ResourceTemplate definitions (or a problem no
-   Workload can be blamed for): every resource gets ``Stalled=True`` with the problems, an
-   Event, and *nothing is applied* (a partial desired state would prune what the invalid
-   definitions stand for);
-2. a Workload instance whose own definition is invalid (CI of one domain applied it) is
-   *isolated* instead: it gets ``Stalled=True`` (reason ``InvalidDefinition``) with its
-   problems and an Event, and everything else reconciles. Its last good state keeps running:
-   if this operator compiled the resource before, that last valid model (kept in memory
-   per resource uid) stands in for it, so the desired state does not change at all;
-   otherwise (a restart since, a new resource) it is left out of the compile and its live
-   objects, and run-invoker grants made to it, are kept as they are: never updated, never
-   pruned (:func:`konfig.operator.cluster.isolated_objects`). A compile error blamed on
-   one Workload instance excludes it the same way;
-3. otherwise: compile (cached while the resources are unchanged), apply the children with
+1. invalid definitions: every resource gets ``Stalled=True`` with the problems, an Event, and
+   *nothing is applied* (a partial desired state would prune what the invalid definitions
+   stand for);
+2. otherwise: compile (cached while the resources are unchanged), apply the children with
    ownerReferences and prune what is no longer desired (:mod:`konfig.kube.sync`), sync GitLab
    (:func:`konfig.gitlab.reconcile`; failures are reported and retried, they never hold the
    cluster side back), remove expired break-glass grants on resyncs;
-4. write each resource's status (only when it changed) and Events for every change and failure;
-5. release the finalizer of each resource being deleted once its children are pruned (stateless
+3. write each resource's status (only when it changed) and Events for every change and failure;
+4. release the finalizer of each resource being deleted once its children are pruned (stateless
    ones deleted, abandon-annotated ones abandoned) and, for groups, GitLab archived its projects.
 
 A ControlPlane being deleted tears everything down the same way. :class:`PassResult` tells the
@@ -41,7 +31,7 @@ from typing import Any, Callable, Protocol
 from konfig.compile import compile_definitions
 from konfig.compile.state import DesiredState, GitLabTree
 from konfig.definitions import Definitions
-from konfig.errors import DefinitionError, Problem
+from konfig.errors import DefinitionError
 from konfig.kube.client import KubeClient, KubeError
 from konfig.kube.owners import Ref, responsible, with_owner
 from konfig.kube.sync import (
@@ -55,13 +45,7 @@ from konfig.kube.sync import (
     reconcile_objects,
 )
 from konfig.model import API_VERSION
-from konfig.operator.cluster import (
-    KINDS,
-    ClusterView,
-    build_view,
-    describe_problem,
-    isolated_objects,
-)
+from konfig.operator.cluster import KINDS, ClusterView, build_view, describe_problem
 from konfig.operator.config import OperatorConfig
 from konfig.operator.metrics import Metrics
 from konfig.operator.status import (
@@ -152,9 +136,6 @@ class Reconciler:
         self._expire_grants = expire_grants
         self._compiled: tuple[tuple, DesiredState] | None = None
         self._models: dict[tuple, Any] = {}  # parsed definitions, by resource and generation
-        #: The last Workload model of each resource (by uid) that compiled: it stands in for
-        #: the resource while its current definition is invalid.
-        self._last_valid: dict[str, Any] = {}
         self._gitlab = _GitLabState()
         self._lock = threading.Lock()
         self.resyncs = 0
@@ -200,11 +181,10 @@ class Reconciler:
         result.resources = len(resources)
         if self.on_read is not None:
             self.on_read(resources)
-        view = self._view(resources)
+        view = build_view(resources, system_namespace=self.config.system_namespace,
+                          library=self._library(), cache=self._models)
         self._models = {k: v for k, v in self._models.items()
                         if k[0] in view.resources}  # forget what is gone
-        uids = {r["metadata"].get("uid") for r in view.resources.values()}
-        self._last_valid = {k: v for k, v in self._last_valid.items() if k in uids}
         if not view.resources:
             return  # nothing defined yet: nothing to do, nothing to prune
         self._ensure_finalizers(view)
@@ -215,32 +195,18 @@ class Reconciler:
             self._stall(view, result)
             return
         assert view.definitions is not None
-        rejected: dict[Ref, list[Problem]] = {}
-        while True:
-            try:
-                state = self._compile(view)
-                break
-            except DefinitionError as err:
-                blamed = _blame(view, err.problems)
-                if blamed is None or set(blamed) <= set(rejected):
-                    view.problems = list(err.problems)
-                    self._stall(view, result)
-                    return
-                for ref, found in blamed.items():
-                    rejected.setdefault(ref, []).extend(found)
-                view = self._view(resources, rejected)
-                if view.control_plane is None or not view.valid:
-                    self._stall(view, result)
-                    return
-        for ref, workload in view.current.items():
-            self._last_valid[view.resources[ref]["metadata"]["uid"]] = workload
+        try:
+            state = self._compile(view)
+        except DefinitionError as err:
+            view.problems = list(err.problems)
+            self._stall(view, result)
+            return
         uids = {ref: r["metadata"]["uid"] for ref, r in view.resources.items()
                 if ref not in view.deleting}
         desired = [with_owner(o, uids, self.config.system_namespace) for o in state.kubernetes]
         kube = reconcile_objects(self.client, desired, state.control_plane,
                                  workers=self.config.workers,
-                                 system_namespace=self.config.system_namespace,
-                                 keep=isolated_objects(view))
+                                 system_namespace=self.config.system_namespace)
         result.kube = kube
         self._count(kube)
         if result.trigger != "requeue" or self._gitlab.failed:
@@ -253,12 +219,6 @@ class Reconciler:
         result.waiting = kube.waiting or bool(view.deleting)
 
     # -- reading -------------------------------------------------------------------------------
-
-    def _view(self, resources: list[dict[str, Any]],
-              rejected: dict[Ref, list[Problem]] | None = None) -> ClusterView:
-        return build_view(resources, system_namespace=self.config.system_namespace,
-                          library=self._library(), cache=self._models,
-                          last_valid=self._last_valid, rejected=rejected)
 
     def _read_resources(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -277,7 +237,6 @@ class Reconciler:
         key = tuple(sorted((str(ref), r["metadata"].get("uid"), r["metadata"].get("generation"))
                            for ref, r in view.resources.items()
                            if ref not in view.deleting and ref not in view.orphans))
-        key += tuple(sorted((str(ref), iso.held) for ref, iso in view.isolated.items()))
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
         assert view.definitions is not None
@@ -514,17 +473,6 @@ class Reconciler:
         if ref in view.deleting:
             return verdict_progressing("Deleting", "pruning children (stateful ones are "
                                        "abandoned, GitLab projects archived)")
-        if ref in view.isolated:
-            isolation = view.isolated[ref]
-            text = "; ".join(describe_problem(p) for p in isolation.problems)
-            if isolation.held:
-                text += ("; the last valid definition of this resource stays applied until "
-                         "this is fixed (only this workload is held back)")
-            else:
-                text += ("; not rendered until this is fixed: its existing objects are kept "
-                         "as they are, neither updated nor pruned (only this workload is held "
-                         "back)")
-            return verdict_stalled("InvalidDefinition", text)
         extra: dict[str, Any] = {}
         gitlab_error = None
         if ref.kind in ("ControlPlane", "Platform", "Domain") and self.config.gitlab_url:
@@ -556,7 +504,7 @@ class Reconciler:
             ready, reason, message = verdict.ready
             kind = event_type or ("Normal" if ready or not verdict.stalled[0] else "Warning")
             if reason in ("ApplyFailed", "GitLabSyncFailed", "Conflict", "InvalidDefinitions",
-                          "InvalidDefinition", "Orphaned"):
+                          "Orphaned"):
                 kind = "Warning"
             self.events.emit(resource, kind, reason, message or reason)
         if patch is None:
@@ -639,19 +587,6 @@ def gitlab_errors(report: Any, tree: GitLabTree, system_namespace: str) -> dict[
         if ref is not None:
             errors.setdefault(ref, failure.describe())
     return errors
-
-
-def _blame(view: ClusterView, problems: list[Problem]) -> dict[Ref, list[Problem]] | None:
-    """Compile problems by the Workload instance whose resource their location names, or
-    ``None`` when one of them names no rendered instance (then the whole plane stalls)."""
-    by_file = {str(ref): ref for ref in view.instances}
-    blamed: dict[Ref, list[Problem]] = {}
-    for problem in problems:
-        ref = by_file.get(problem.location.file)
-        if ref is None:
-            return None
-        blamed.setdefault(ref, []).append(problem)
-    return blamed
 
 
 def _template_usage(defs: Definitions | None) -> dict[str, int]:
