@@ -100,6 +100,15 @@ class ReconcileLoop:
         with self._seen_lock:
             self._seen = seen
 
+    def saw(self, resources: list[dict[str, Any]]) -> bool:
+        """Whether the last pass read exactly these resources at these generations (so its
+        verdicts are about what the cluster holds now, not a half-applied set)."""
+        current = {r["metadata"].get("uid"): (r["metadata"].get("generation"),
+                                              bool(r["metadata"].get("deletionTimestamp")))
+                   for r in resources}
+        with self._seen_lock:
+            return current == self._seen
+
     def released(self, uid: str) -> None:
         """The pass released this resource's finalizer: its last events are our doing."""
         with self._seen_lock:

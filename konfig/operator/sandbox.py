@@ -170,23 +170,21 @@ class Sandbox:
         while True:
             state = self.convergence(started)
             idle = self.operator is None or self.operator.loop.idle
-            # Stuck only if the last pass saw every resource there is now: a pass that read a
-            # half-applied set (watch events still in flight) stalls for reasons already gone.
-            if state.stalled and idle and self._last_pass_saw(len(state.resources)):
+            # Verdicts count only once a pass has read what the cluster holds now: a pass that
+            # read a half-applied set stalls, or reports Ready, for a state already gone.
+            current = self._last_pass_saw(state.resources)
+            if state.stalled and idle and current:
                 stalled_since = stalled_since or time.monotonic()
             else:
                 stalled_since = None
             stuck = stalled_since is not None and time.monotonic() - stalled_since > 1.0
-            done = until(state) if until else (state.ready or stuck)
+            done = until(state) if until else ((state.ready and current) or stuck)
             if done or state.seconds > timeout:
                 return state
             time.sleep(poll)
 
-    def _last_pass_saw(self, resources: int) -> bool:
-        if self.operator is None:
-            return True
-        passes = self.operator.loop.passes
-        return bool(passes) and passes[-1].resources == resources
+    def _last_pass_saw(self, resources: list[dict[str, Any]]) -> bool:
+        return self.operator is None or self.operator.loop.saw(resources)
 
     # -- what there is -------------------------------------------------------------------------
 
