@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Iterator, NoReturn
 
 import kubernetes.client
 import kubernetes.config
@@ -74,6 +75,23 @@ def _warn(warnings: list[str]) -> None:
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
+@contextmanager
+def _cluster(kubeconfig, context) -> Iterator[kubernetes.client.ApiClient]:
+    """A client for the command's cluster call; refusals, cluster-state problems and API
+    errors become a clear message and exit 1, and the client is closed in every case."""
+    client = _client(kubeconfig, context)
+    try:
+        yield client
+    except (PromotionRefused, BreakGlassRefused) as exc:
+        _refused(exc)
+    except ClusterStateError as exc:
+        _fail(str(exc))
+    except kubernetes.client.ApiException as exc:
+        _api_error(exc)
+    finally:
+        client.close()
+
+
 def _api_error(exc: kubernetes.client.ApiException) -> NoReturn:
     _fail(f"the Kubernetes API answered {exc.status} {exc.reason}: {_api_message(exc)}")
 
@@ -118,20 +136,11 @@ def promote_command(
     annotations and a Promoted Event.
     """
     who = _actor(actor)
-    client = _client(kubeconfig, context)
-    try:
+    with _cluster(kubeconfig, context) as client:
         report = kube_promote.promote(
             client, workload=workload, to_environment=to, from_environment=from_, domain=domain,
             actor=who, now=datetime.now(UTC), system_namespace=namespace_system, dry_run=dry_run,
         )
-    except PromotionRefused as exc:
-        _refused(exc)
-    except ClusterStateError as exc:
-        _fail(str(exc))
-    except kubernetes.client.ApiException as exc:
-        _api_error(exc)
-    finally:
-        client.close()
     promotion = report.promotion
     out = Console(highlight=False)
     where = f"{promotion.workload} in {promotion.target_namespace}"
@@ -173,21 +182,12 @@ def request_command(
     """Grant the break-glass roles on one environment's project to the domain's owner groups,
     until an expiry enforced by IAM itself (a condition on request.time)."""
     who = _actor(actor)
-    client = _client(kubeconfig, context)
-    try:
+    with _cluster(kubeconfig, context) as client:
         report = kube_breakglass.request_grant(
             client, domain=domain, environment=env, duration=duration, reason=reason, actor=who,
             now=datetime.now(UTC), groups=group or None, system_namespace=namespace_system,
             dry_run=dry_run,
         )
-    except BreakGlassRefused as exc:
-        _refused(exc)
-    except ClusterStateError as exc:
-        _fail(str(exc))
-    except kubernetes.client.ApiException as exc:
-        _api_error(exc)
-    finally:
-        client.close()
     g = report.grant
     out = Console(highlight=False)
     prefix = "dry run: would grant" if dry_run else "Granted"
@@ -209,15 +209,8 @@ def list_command(
 ) -> None:
     """List break-glass grants, active and expired (expired ones last until the operator's next
     resync or a revoke)."""
-    client = _client(kubeconfig, context)
-    try:
+    with _cluster(kubeconfig, context) as client:
         grants = kube_breakglass.list_grants(client, domain=domain, system_namespace=namespace_system)
-    except ClusterStateError as exc:
-        _fail(str(exc))
-    except kubernetes.client.ApiException as exc:
-        _api_error(exc)
-    finally:
-        client.close()
     now = datetime.now(UTC)
     out = Console(highlight=False)
     if as_json:
@@ -260,9 +253,8 @@ def revoke_command(
     if (grant_id is None) == (not expired):
         raise typer.BadParameter("give a grant id or --expired (not both)")
     who = _actor(actor)
-    client = _client(kubeconfig, context)
     now = datetime.now(UTC)
-    try:
+    with _cluster(kubeconfig, context) as client:
         if expired:
             reports = kube_breakglass.remove_expired_grants(
                 client, system_namespace=namespace_system, now=now, actor=who,
@@ -272,14 +264,6 @@ def revoke_command(
             assert grant_id is not None
             reports = [kube_breakglass.revoke_grant(client, grant_id, actor=who, now=now,
                                                     system_namespace=namespace_system)]
-    except BreakGlassRefused as exc:
-        _refused(exc)
-    except ClusterStateError as exc:
-        _fail(str(exc))
-    except kubernetes.client.ApiException as exc:
-        _api_error(exc)
-    finally:
-        client.close()
     out = Console(highlight=False)
     if not reports:
         out.print("No expired grants.")
