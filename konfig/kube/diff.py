@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 from konfig.compile.state import (
     DELETION_POLICY,
@@ -176,12 +176,15 @@ def is_konfigs(obj: KubeObject, control_plane: str) -> bool:
 
 
 def plan(desired: Iterable[KubeObject], observed: Mapping[Key, KubeObject], control_plane: str,
-         *, prune: bool = True, system_namespace: str = SYSTEM_NAMESPACE) -> KubePlan:
+         *, prune: bool = True, system_namespace: str = SYSTEM_NAMESPACE,
+         read: Callable[[KubeObject], bool] | None = None) -> KubePlan:
     """Compare ``desired`` (in apply order, each with its ownerReferences already set) with
     ``observed`` (live objects by :func:`~konfig.compile.state.object_key`: every object of
     the desired kinds, plus Konfig's objects of other managed kinds) and return the plan.
 
     With ``prune=False`` no deletes are planned (``konfig apply --no-prune`` style passes).
+    ``read`` tells whether the custom resource responsible for a live object was read by this
+    pass; objects of resources it did not read are kept (see :func:`_prune`).
     """
     result = KubePlan()
     wanted: set[Key] = set()
@@ -206,13 +209,21 @@ def plan(desired: Iterable[KubeObject], observed: Mapping[Key, KubeObject], cont
             result.actions.append(Action("update", key, target,
                                          f"{first_difference(live, target)} differs", live))
     if prune:
-        result.actions += _prune(observed, wanted, control_plane, system_namespace)
+        result.actions += _prune(observed, wanted, control_plane, system_namespace, read)
     return result
 
 
 def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: str,
-           system_namespace: str) -> list[Action]:
+           system_namespace: str, read: Callable[[KubeObject], bool] | None = None
+           ) -> list[Action]:
+    """Deletes for Konfig's objects no longer desired. An object whose responsible custom
+    resource the pass did not read (``read`` is false: a Domain not applied yet while
+    ``konfig apply`` is half-way, say) is kept: removal goes through that resource's deletion
+    and finalizer, never through its absence from one pass's view."""
     from konfig.compile import apply_order
+
+    def unread(live: KubeObject) -> bool:
+        return read is not None and not read(live)
 
     candidates = [(key, live) for key, live in observed.items()
                   if key not in wanted and is_konfigs(live, control_plane)]
@@ -222,7 +233,8 @@ def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: 
         ns = key[2]
         if ns:  # an object that is not Konfig's keeps its namespace alive too
             goes = (is_konfigs(live, control_plane) and key not in wanted
-                    and not _protected(live)) or bool(live["metadata"].get("deletionTimestamp"))
+                    and not _protected(live) and not unread(live)) or bool(
+                        live["metadata"].get("deletionTimestamp"))
             deleting_in[ns] = deleting_in.get(ns, True) and goes
     for key, live in sorted(candidates, key=lambda kv: apply_order(kv[1]), reverse=True):
         meta = live["metadata"]
@@ -230,6 +242,9 @@ def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: 
             continue  # already going; nothing to do
         if _protected(live):
             actions.append(Action("keep", key, live, "break-glass grant", live))
+        elif unread(live):
+            actions.append(Action("keep", key, live, "its definition was not read in this pass",
+                                  live))
         elif key[1] == "Namespace" and key[0] == "":
             name = key[3]
             if name == system_namespace:

@@ -228,17 +228,18 @@ def _delete(client: KubeClient, action: Action) -> ObjectResult:
 def reconcile_objects(client: KubeClient, desired: Iterable[KubeObject], control_plane: str, *,
                       prune: bool = True, dry_run: bool = False, workers: int = 8,
                       system_namespace: str = SYSTEM_NAMESPACE,
-                      extra_kinds: Iterable[KindInfo] = ()) -> KubeReport:
+                      extra_kinds: Iterable[KindInfo] = (),
+                      read: Callable[[KubeObject], bool] | None = None) -> KubeReport:
     """One pass over the cluster: observe, plan and execute. ``desired`` must be in apply order
     with ownerReferences set (see :mod:`konfig.kube.owners`). Raises :class:`KubeError` only
     when observation fails (nothing is planned from a partial view); write failures are in the
-    report."""
+    report. ``read`` guards the prune: see :func:`konfig.kube.diff.plan`."""
     desired = list(desired)
     desired_kinds = {client.kinds.of(obj) for obj in desired}
     other = [*prune_kinds(client), *extra_kinds] if prune else []
     observed, notes = observe(client, desired_kinds, other, control_plane, workers=workers)
     kube_plan = plan(desired, observed, control_plane, prune=prune,
-                     system_namespace=system_namespace)
+                     system_namespace=system_namespace, read=read)
     report = execute(client, kube_plan, dry_run=dry_run, workers=workers)
     report.notes = notes + report.notes
     return report

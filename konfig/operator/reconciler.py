@@ -204,9 +204,12 @@ class Reconciler:
         uids = {ref: r["metadata"]["uid"] for ref, r in view.resources.items()
                 if ref not in view.deleting}
         desired = [with_owner(o, uids, self.config.system_namespace) for o in state.kubernetes]
+        read = set(view.resources)
         kube = reconcile_objects(self.client, desired, state.control_plane,
                                  workers=self.config.workers,
-                                 system_namespace=self.config.system_namespace)
+                                 system_namespace=self.config.system_namespace,
+                                 read=lambda live: responsible(live, self.config.system_namespace)
+                                 in read)
         result.kube = kube
         self._count(kube)
         if result.trigger != "requeue" or self._gitlab.failed:

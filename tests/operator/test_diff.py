@@ -128,3 +128,20 @@ def test_contains_is_strict_on_lists_and_booleans():
     assert not contains({"a": [1, 2]}, {"a": [1]})
     assert not contains({"a": 1}, {"a": True})
     assert first_difference({"a": {"b": [1]}}, {"a": {"b": [2]}}) == "a.b[0]"
+
+
+def test_objects_of_definitions_the_pass_did_not_read_are_never_pruned():
+    """A pass that read a half-applied set (the Domain not applied yet) must not prune that
+    domain's namespace and objects: removal goes through the resource's deletion."""
+    from konfig.kube.owners import responsible
+
+    labels = {"konfig-domain": "shop", "konfig-environment": "dev"}
+    ns = {"apiVersion": "v1", "kind": "Namespace",
+          "metadata": {"name": "shop-dev", "uid": "n", "labels": {"konfig-control-plane": CP, **labels}}}
+    inside = live_of(obj(name="x", labels=labels))
+    seen_nothing = plan([], observed(ns, inside), CP, read=lambda live: False).actions
+    assert {(a.op, a.key[1]) for a in seen_nothing} == {("keep", "Namespace"), ("keep", "StorageBucket")}
+    read = {responsible(ns)}
+    assert read == {responsible(inside)}  # both belong to the Domain resource
+    seen_domain = plan([], observed(ns, inside), CP, read=lambda live: responsible(live) in read).actions
+    assert [(a.op, a.key[1]) for a in seen_domain] == [("delete", "StorageBucket"), ("delete", "Namespace")]
