@@ -86,7 +86,7 @@ def measure(domains: int) -> dict:
     """Generate and plan one size in this process; return timings (s) and peak RSS (MiB)."""
     sys.path.insert(0, str(ROOT))
     from konfig.compile import compile_definitions
-    from konfig.commands.core import schema_problems
+    from konfig.kcc_schema import validate_objects
     from konfig.load import load_definitions
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +96,7 @@ def measure(domains: int) -> dict:
         t1 = time.perf_counter()
         state = compile_definitions(defs)
         t2 = time.perf_counter()
-        bad = len(schema_problems(state.kubernetes))
+        bad = len(validate_objects(state.kubernetes))
         t3 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     return {"domains": domains, "workloads": len(defs.workloads), "objects": len(state.kubernetes),

@@ -31,6 +31,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 from ruamel.yaml import YAML
 
+from konfig.errors import Location, Problem
 from konfig.resources import data_path
 
 #: Folder of the vendored CRDs.
@@ -274,3 +275,17 @@ def validate_object(obj: dict[str, Any]) -> list[str]:
     for error in validator.iter_errors(instance):
         messages.extend(_messages(error, kind, version))
     return sorted(set(messages))
+
+
+def validate_objects(objects: Iterable[dict[str, Any]]) -> list[Problem]:
+    """Every Config Connector object of ``objects`` checked with :func:`validate_object`
+    (other kinds are skipped); one :class:`~konfig.errors.Problem` per message, located by the
+    object's ``namespace/Kind/name``. ``[]`` when all are valid."""
+    problems = []
+    for obj in objects:
+        if not obj["apiVersion"].split("/")[0].endswith(".cnrm.cloud.google.com"):
+            continue
+        meta = obj["metadata"]
+        where = Location("<rendered>", 0, f"{meta.get('namespace', '')}/{obj['kind']}/{meta['name']}")
+        problems += [Problem(where, message) for message in validate_object(obj)]
+    return problems

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from konfig.commands.render import plan_tree, problems_text
-from konfig.errors import DefinitionError, Location, Problem
+from konfig.errors import DefinitionError
 
 out = Console()
 err = Console(stderr=True)
@@ -75,7 +75,9 @@ def plan(
     """Show what Konfig would build in GCP, GitLab and the cluster (offline)."""
     _, state = compile_or_exit(path)
     if check_schemas:
-        problems = schema_problems(state.kubernetes)
+        from konfig.kcc_schema import validate_objects
+
+        problems = validate_objects(state.kubernetes)
         if problems:
             report_problems(DefinitionError(problems))
             raise typer.Exit(1)
@@ -89,21 +91,6 @@ def plan(
         sys.stdout.write("\n")
         return
     out.print(plan_tree(state))
-
-
-def schema_problems(objects) -> list[Problem]:
-    """Every Config Connector object checked against its CRD (unknown fields included); one
-    problem per message, located by the object's namespace/kind/name."""
-    from konfig.kcc_schema import validate_object
-
-    problems = []
-    for obj in objects:
-        if not obj["apiVersion"].split("/")[0].endswith(".cnrm.cloud.google.com"):
-            continue
-        meta = obj["metadata"]
-        where = Location("<rendered>", 0, f"{meta.get('namespace', '')}/{obj['kind']}/{meta['name']}")
-        problems += [Problem(where, message) for message in validate_object(obj)]
-    return problems
 
 
 def schema(
