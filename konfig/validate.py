@@ -51,6 +51,8 @@ def validate_definitions(
         _check_workload(defs, workload, problems)
     for template in defs.templates.values():
         _check_template(template, problems)
+    _check_network(control_plane, problems)
+    _check_routes(defs, problems)
     return defs
 
 
@@ -181,6 +183,17 @@ def _check_project_ids(defs: Definitions, problems: Problems) -> None:
     seen: dict[str, str] = {}
     cp_project = cp.spec.gcp.project_id or naming.control_plane_project_id(cp.spec.gcp.project_id_prefix, cp.name)
     seen[cp_project] = "the control plane"
+    for env in cp.spec.environments:
+        host = _host_project_id(cp, env.name)
+        explicit = cp.spec.network.environments.get(env.name)
+        field = (f"spec.network.environments.{env.name}.projectId"
+                 if explicit is not None and explicit.project_id else "spec.gcp.projectIdPrefix")
+        problem = names.project_id_problem(host)
+        if problem:
+            problems.add(cp.locate(field), f"{problem} (the network host project of {env.name!r})")
+        elif host in seen:
+            problems.add(cp.locate(field), f"project ID {host!r} is also used by {seen[host]}")
+        seen.setdefault(host, f"the network of environment {env.name!r}")
     for domain in defs.domains.values():
         for env in defs.domain_environments(domain):
             project_id = project_id_for(defs, domain, env)
@@ -194,6 +207,97 @@ def _check_project_ids(defs: Definitions, problems: Problems) -> None:
             if project_id in seen:
                 problems.add(domain.locate(field), f"project ID {project_id!r} is also used by {seen[project_id]}")
             seen.setdefault(project_id, owner)
+
+
+def _host_project_id(cp: ControlPlane, environment: str) -> str:
+    given = cp.spec.network.environments.get(environment)
+    if given is not None and given.project_id:
+        return given.project_id
+    return naming.network_host_project_id(cp.spec.gcp.project_id_prefix, environment)
+
+
+def _check_network(cp: ControlPlane, problems: Problems) -> None:
+    """Per-environment network and ingress settings name environments of the control plane;
+    every environment's range can be split and overlaps no other."""
+    from konfig.compile.ipam import plan_ranges
+
+    envs = cp.environment_names
+    for section in ("network", "ingress"):
+        for env in getattr(cp.spec, section).environments:
+            if env not in envs:
+                problems.add(cp.locate(f"spec.{section}.environments.{env}"),
+                             f"{env!r} is not an environment of the control plane ({', '.join(envs)})")
+    _, range_problems = plan_ranges(cp)
+    for env, message in range_problems:
+        given = cp.spec.network.environments.get(env)
+        field = (f"spec.network.environments.{env}.cidr" if given is not None and given.cidr
+                 else f"spec.environments[{envs.index(env)}].name")
+        problems.add(cp.locate(field), message)
+
+
+def _check_routes(defs: Definitions, problems: Problems) -> None:
+    """Paths unique per environment and load balancer; external workloads need a host; a GKE
+    workload cannot be load-balanced yet (refused rather than left unreachable)."""
+    from konfig.compile.routes import LOAD_BALANCER_OF, plan_routes
+
+    _, route_problems = plan_routes(defs)
+    for problem in route_problems:
+        problems.add(problem.where, problem.message)
+    for workload in defs.workloads.values():
+        visibility = workload.spec.ingress.visibility
+        if workload.spec.runtime != "cloudrun" and visibility in LOAD_BALANCER_OF:
+            problems.add(
+                workload.locate("spec.ingress.visibility"),
+                f"visibility {visibility!r} needs a load balancer, which serves Cloud Run "
+                f"workloads only; runtime {workload.spec.runtime!r} can be 'domain' visible "
+                "(use runtime cloudrun to be load-balanced)")
+
+
+def _injected_variables(defs: Definitions, workload: Workload) -> dict[str, str]:
+    """Every variable Konfig injects into the workload's container, with where it comes from."""
+    from konfig.compile.workloads import (
+        BASE_PATH_VARIABLE,
+        BASE_VARIABLES,
+        dependency_variable,
+        env_var_prefix,
+    )
+
+    injected = {name: "Konfig" for name in BASE_VARIABLES}
+    injected[BASE_PATH_VARIABLE] = "Konfig (load-balanced workloads)"
+    for i, request in enumerate(workload.spec.resources):
+        template = defs.templates.get(request.template)
+        for key in (template.spec.env if template is not None else {}):
+            injected.setdefault(f"{env_var_prefix(request.name)}_{key}",
+                                f"resource {request.name!r} (spec.resources[{i}], template {template.name!r})")
+    for i, dep in enumerate(workload.spec.dependencies):
+        injected.setdefault(dependency_variable(dep.workload),
+                            f"dependency {dep.workload!r} (spec.dependencies[{i}])")
+    return injected
+
+
+def _check_variables(defs: Definitions, workload: Workload, problems: Problems) -> None:
+    """A workload's own env (base or per environment) may not replace an injected variable,
+    and two injected variables may not share a name."""
+    from konfig.compile.workloads import dependency_variable, env_var_prefix
+
+    injected = _injected_variables(defs, workload)
+    env_fields = [("spec.env", workload.spec.env)] + [
+        (f"spec.environments.{e}.env", o.env or {}) for e, o in workload.spec.environments.items()]
+    for field, env in env_fields:
+        for name in env:
+            if name in injected:
+                problems.add(workload.locate(f"{field}.{name}"),
+                             f"{name} is set by {injected[name]}; a workload's env cannot replace "
+                             "an injected variable: rename it")
+    for i, dep in enumerate(workload.spec.dependencies):
+        name = dependency_variable(dep.workload)
+        for j, request in enumerate(workload.spec.resources):
+            template = defs.templates.get(request.template)
+            keys = template.spec.env if template is not None else {}
+            if any(f"{env_var_prefix(request.name)}_{k}" == name for k in keys):
+                problems.add(workload.locate(f"spec.dependencies[{i}]"),
+                             f"{name} would be set both by this dependency and by resource "
+                             f"{request.name!r} (spec.resources[{j}]); rename the resource")
 
 
 def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -> None:
@@ -240,6 +344,7 @@ def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -
                              f"{domain.name!r} does not enable")
     for i, dep in enumerate(spec.dependencies):
         _check_dependency(defs, workload, i, dep, problems)
+    _check_variables(defs, workload, problems)
 
 
 def _effective_image(workload: Workload, env: str) -> str | None:

@@ -44,7 +44,8 @@ def _counts(kinds: Counter) -> str:
 
 def plan_tree(state: DesiredState) -> Group:
     """The plan as three trees (GCP, GitLab, cluster) followed by a table of counts."""
-    return Group(_gcp_tree(state), _gitlab_tree(state), _cluster_tree(state), _summary(state),
+    return Group(_gcp_tree(state), _network_tree(state), _gitlab_tree(state), _cluster_tree(state),
+                 _summary(state),
                  *(f"[yellow]note:[/] {n}" for n in state.notes))
 
 
@@ -57,7 +58,7 @@ def _gcp_tree(state: DesiredState) -> Tree:
     for o in kcc:
         labels = o["metadata"]["labels"]
         if o["kind"] not in ("Folder", "Project") and LABEL_ENVIRONMENT in labels:
-            by_env[(labels[LABEL_DOMAIN], labels[LABEL_ENVIRONMENT])][o["kind"]] += 1
+            by_env[(labels.get(LABEL_DOMAIN), labels[LABEL_ENVIRONMENT])][o["kind"]] += 1
     root = Tree(f"[bold]GCP[/] ({len(folders)} folders, {len(projects)} projects, "
                 f"{len(kcc)} Config Connector objects)")
     children: dict[str | None, list[str]] = defaultdict(list)
@@ -82,6 +83,30 @@ def _gcp_tree(state: DesiredState) -> Tree:
         counts = by_env.get((labels.get(LABEL_DOMAIN), labels.get(LABEL_ENVIRONMENT)))
         detail = f" [dim]{_counts(counts)}[/]" if counts else ""
         parent.add(f"🗂  project [green]{project['spec']['resourceID']}[/]{detail}")
+    return root
+
+
+def _network_tree(state: DesiredState) -> Tree:
+    """Per environment: the Shared VPC and its ranges, the load balancers with their paths,
+    and every workload with its URL."""
+    root = Tree(f"[bold]Network[/] ({len(state.networks)} Shared VPCs, one per environment)")
+    for net in state.networks:
+        env = root.add(f"🌐 [bold]{net.environment}[/]: network [green]{net.network}[/] {net.cidr} "
+                       f"in host project [green]{net.host_project}[/]")
+        for s in net.subnets:
+            env.add(f"subnet {s.region} {s.subnet} [dim](proxy-only {s.proxy_only}, Cloud NAT)[/]")
+        env.add(f"private services access {net.services_range} [dim](Cloud SQL, Memorystore)[/]")
+        for kind, host, title in (("external", net.external_host, "external application load balancer"),
+                                  ("internal", net.internal_host, "internal application load balancer")):
+            if host is None:
+                continue
+            lb = env.add(f"⚖  {title} [cyan]{host}[/]")
+            for r in (r for r in net.routes if r.load_balancer == kind):
+                lb.add(f"{r.path} → {r.domain}/{r.workload}")
+        workloads = env.add(f"workloads ({len(net.routes)})")
+        for r in net.routes:
+            url = r.url or "[dim]its Cloud Run URL, once the service exists[/]"
+            workloads.add(f"{r.domain}/{r.workload} [dim]({r.visibility})[/] {url}")
     return root
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import gc
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from konfig.compile.state import DesiredState, KubeObject, object_key
 from konfig.definitions import Definitions
+
+if TYPE_CHECKING:
+    from konfig.compile.context import CompileFacts
 
 #: Apply order: namespaces and their contexts first, then RBAC, then Config Connector objects
 #: from the top of the hierarchy down, bindings last (they reference the rest).
@@ -35,26 +39,31 @@ def apply_order(obj: KubeObject) -> tuple:
     return (_KIND_ORDER.get(kind, 8), namespace, group, kind, name)
 
 
-def compile_definitions(defs: Definitions) -> DesiredState:
+def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) -> DesiredState:
     """Compile ``defs`` into the desired state of GCP (Config Connector objects), the
-    control-plane cluster and GitLab. Deterministic: equal inputs give equal outputs.
+    control-plane cluster and GitLab. Deterministic: equal inputs (definitions and ``facts``,
+    what a shell observed of the live system) give equal outputs.
 
     Raises :class:`~konfig.errors.DefinitionError` with every problem found while rendering
     (template expressions, parameters, duplicate object names).
     """
     from konfig.compile.access import compile_access
-    from konfig.compile.context import CompileContext
+    from konfig.compile.context import CompileContext, CompileFacts
     from konfig.compile.gitlab import compile_gitlab
     from konfig.compile.hierarchy import compile_hierarchy
+    from konfig.compile.ingress import compile_ingress, network_views
     from konfig.compile.namespaces import compile_namespaces
+    from konfig.compile.network import compile_network
     from konfig.compile.workloads import compile_workloads
 
-    ctx = CompileContext(defs)
+    ctx = CompileContext(defs, facts=facts or CompileFacts())
     with _gc_paused():
         objects = [
             *compile_namespaces(ctx),
             *compile_hierarchy(ctx),
             *compile_access(ctx),
+            *compile_network(ctx),
+            *compile_ingress(ctx),
             *compile_workloads(ctx),
         ]
     _check_unique(objects)
@@ -69,6 +78,7 @@ def compile_definitions(defs: Definitions) -> DesiredState:
         kubernetes=tuple(objects),
         gitlab=compile_gitlab(ctx),
         notes=tuple(sorted(set(ctx.notes))),
+        networks=network_views(ctx),
     )
 
 

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from konfig.compile import naming
+from konfig.compile.ipam import EnvironmentRanges, plan_ranges
+from konfig.compile.routes import Route, plan_routes
 from konfig.definitions import Definitions
 from konfig.model import Domain, Environment
 from konfig.validate import project_id_for
 
-#: APIs every domain-environment project needs whatever it runs (service accounts, tokens).
-BASE_SERVICES = ("iam.googleapis.com", "iamcredentials.googleapis.com")
+#: APIs every domain-environment project needs whatever it runs: service accounts and tokens,
+#: and Compute Engine for its serverless network endpoint groups, backend services and Cloud
+#: Armor policies, and to be a Shared VPC service project
+#: (https://cloud.google.com/vpc/docs/provisioning-shared-vpc#prerequisites).
+BASE_SERVICES = ("compute.googleapis.com", "iam.googleapis.com", "iamcredentials.googleapis.com")
+#: APIs of each environment's Shared VPC host project: the network, private services access,
+#: the private DNS zone of the internal host and the load balancers' certificates.
+NETWORK_HOST_SERVICES = (
+    "certificatemanager.googleapis.com",
+    "compute.googleapis.com",
+    "dns.googleapis.com",
+    "servicenetworking.googleapis.com",
+)
+
+
+@dataclass(frozen=True)
+class CompileFacts:
+    """What the compiler may know of the live system, passed in by a shell (the operator reads
+    it from the cluster); empty for an offline plan.
+
+    ``service_urls`` maps ``(namespace, RunService name)`` to the service's URL as Config
+    Connector reports it (``status.uri``): Cloud Run URLs contain the project number, which
+    only exists once the project does (https://cloud.google.com/run/docs/triggering/https-request).
+    """
+
+    service_urls: Mapping[tuple[str, str], str] = field(default_factory=dict)
 #: APIs the control-plane project needs, with why:
 #: - container: the GKE cluster running Config Connector and the controller
 #:   (https://cloud.google.com/config-connector/docs/how-to/install-manually);
@@ -39,6 +66,7 @@ class CompileContext:
 
     defs: Definitions
     notes: list[str] = field(default_factory=list)
+    facts: CompileFacts = field(default_factory=CompileFacts)
 
     @property
     def cp(self):
@@ -107,3 +135,44 @@ class CompileContext:
             f"serviceAccount:{self.cp_project_id}.svc.id.goog"
             f"[cnrm-system/cnrm-controller-manager-{namespace}]"
         )
+
+    # ------------------------------------------------------------------ network and ingress
+
+    @cached_property
+    def ranges(self) -> dict[str, EnvironmentRanges]:
+        """The address plan of each environment's network (see :mod:`konfig.compile.ipam`);
+        environments whose range has a problem (reported by validation) are absent."""
+        return plan_ranges(self.cp)[0]
+
+    def host_project_id(self, environment: str) -> str:
+        """The Shared VPC host project of ``environment``."""
+        given = self.cp.spec.network.environments.get(environment)
+        if given is not None and given.project_id:
+            return given.project_id
+        return naming.network_host_project_id(self.cp.spec.gcp.project_id_prefix, environment)
+
+    def network_name(self, environment: str) -> str:
+        """Name of the environment's VPC network in its host project."""
+        return f"konfig-{environment}"
+
+    def network_link(self, environment: str) -> str:
+        """``projects/<host>/global/networks/<name>``: how other projects name the network."""
+        return f"projects/{self.host_project_id(environment)}/global/networks/{self.network_name(environment)}"
+
+    def subnet_name(self, environment: str, region: str) -> str:
+        return f"konfig-{environment}-{region}"
+
+    def subnet_link(self, environment: str, region: str) -> str:
+        """``projects/<host>/regions/<region>/subnetworks/<name>``."""
+        return (f"projects/{self.host_project_id(environment)}/regions/{region}/subnetworks/"
+                f"{self.subnet_name(environment, region)}")
+
+    def services_range_name(self, environment: str) -> str:
+        """Name of the global address reserved for private services access."""
+        return f"konfig-{environment}-services"
+
+    @cached_property
+    def routes(self) -> dict[tuple[str, str, str], Route]:
+        """Load-balancer routes by ``(domain, workload, environment)`` (see
+        :mod:`konfig.compile.routes`); routes with a problem (reported by validation) are absent."""
+        return plan_routes(self.defs)[0]

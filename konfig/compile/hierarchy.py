@@ -63,7 +63,8 @@ def _folder(name: str, display_name: str, parent: dict, labels: dict[str, str]) 
     )
 
 
-def _project(ctx: CompileContext, project_id: str, display: str, folder: str, labels) -> KubeObject:
+def project_object(ctx: CompileContext, project_id: str, display: str, folder: str, labels) -> KubeObject:
+    """A Project in ``konfig-system`` under the Folder object ``folder``, on the billing account."""
     return kube_object(
         RM, "Project", project_object_name(project_id), namespace=SYSTEM_NAMESPACE, labels=labels,
         spec={
@@ -75,7 +76,8 @@ def _project(ctx: CompileContext, project_id: str, display: str, folder: str, la
     )
 
 
-def _services(project_id: str, services, labels) -> list[KubeObject]:
+def service_objects(project_id: str, services, labels) -> list[KubeObject]:
+    """One Service (enabled API) per entry of ``services`` in ``project_id``, sorted."""
     return [
         kube_object(
             SU, "Service", object_name(project_id, service.split(".", 1)[0]),
@@ -93,9 +95,9 @@ def _control_plane(ctx: CompileContext) -> list[KubeObject]:
     display = ctx.cp.spec.display_name or ctx.cp_name
     objects = [
         _folder(folder, display, _parent_ref(ctx.cp.spec.gcp.parent), labels),
-        _project(ctx, ctx.cp_project_id, f"{ctx.cp_name} control plane"[:30], folder, labels),
+        project_object(ctx, ctx.cp_project_id, f"{ctx.cp_name} control plane"[:30], folder, labels),
     ]
-    objects += _services(ctx.cp_project_id, CONTROL_PLANE_SERVICES, labels)
+    objects += service_objects(ctx.cp_project_id, CONTROL_PLANE_SERVICES, labels)
     for suffix, constraint in FOLDER_CONSTRAINTS:
         objects.append(
             kube_object(
@@ -129,6 +131,6 @@ def _domain(ctx: CompileContext, domain: Domain) -> list[KubeObject]:
     for env in ctx.domain_environments(domain):
         labels = konfig_labels(ctx.cp_name, platform, domain.name, env.name)
         project_id = ctx.project_id(domain, env.name)
-        objects.append(_project(ctx, project_id, f"{domain.name}-{env.name}", folder, labels))
-        objects += _services(project_id, services, labels)
+        objects.append(project_object(ctx, project_id, f"{domain.name}-{env.name}", folder, labels))
+        objects += service_objects(project_id, services, labels)
     return objects

@@ -92,3 +92,18 @@ def service_account_email(account_id: str, project_id: str) -> str:
 def gitlab_group_path(*parts: str) -> str:
     """Join GitLab path segments into a full path."""
     return "/".join(parts)
+
+
+def network_host_project_id(prefix: str, environment: str) -> str:
+    """Default ID of an environment's Shared VPC host project: ``<prefix>net-<environment>``
+    (``<prefix>network-<environment>`` where that would be under 6 characters)."""
+    candidate = f"{prefix}net-{environment}"
+    if len(candidate) < names.PROJECT_ID_MIN:
+        candidate = f"{prefix}network-{environment}"
+    return candidate
+
+
+def network_tag(domain: str) -> str:
+    """Network tag of a domain's Cloud Run instances on the shared network (egress firewall
+    rules can tell domains apart by it): ``konfig-<domain>``."""
+    return f"konfig-{domain}"

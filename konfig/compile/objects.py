@@ -37,6 +37,16 @@ ABANDONED_KINDS = frozenset(
         "KMSCryptoKey",
         "IAMWorkloadIdentityPool",
         "IAMWorkloadIdentityPoolProvider",
+        # The shared network: deleting any of these would cut every workload of an
+        # environment off (or fail while projects still use it), so they outlive definitions.
+        "ComputeNetwork",
+        "ComputeSubnetwork",
+        "ComputeAddress",  # reserved IPs: the external one is what DNS points at
+        "ComputeSharedVPCHostProject",
+        "ComputeSharedVPCServiceProject",
+        "ServiceNetworkingConnection",  # private IPs of Cloud SQL and Memorystore use it
+        "DNSManagedZone",
+        "CertificateManagerCertificate",
     }
 )
 
@@ -120,15 +130,20 @@ def policy_member(
     role: str,
     member: str | None = None,
     service_account_ref: dict[str, str] | None = None,
+    service_identity_ref: dict[str, str] | None = None,
     condition: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
 ) -> KubeObject:
-    """An ``IAMPolicyMember``: one member, one role, on one resource. Either ``member``
-    (``group:...``, ``serviceAccount:...``, ``principalSet://...``) or ``service_account_ref``
-    (a Config Connector IAMServiceAccount, resolved by Config Connector) must be given."""
+    """An ``IAMPolicyMember``: one member, one role, on one resource. Exactly one of ``member``
+    (``group:...``, ``serviceAccount:...``, ``principalSet://...``), ``service_account_ref``
+    (a Config Connector IAMServiceAccount) or ``service_identity_ref`` (a ServiceIdentity: a
+    Google service agent, whose email holds the project number) must be given; Config
+    Connector resolves the references."""
     spec: dict[str, Any] = {"resourceRef": dict(resource_ref), "role": role}
     if member:
         spec["member"] = member
+    elif service_identity_ref:
+        spec["memberFrom"] = {"serviceIdentityRef": dict(service_identity_ref)}
     else:
         spec["memberFrom"] = {"serviceAccountRef": dict(service_account_ref or {})}
     if condition:

@@ -122,6 +122,42 @@ class GitLabTree:
 
 
 @dataclass(frozen=True)
+class RouteView:
+    """One workload environment and how callers reach it: ``load_balancer`` is ``external``,
+    ``internal`` or ``none`` (the Cloud Run service's own URL, known once it exists)."""
+
+    domain: str
+    workload: str
+    visibility: str
+    load_balancer: str
+    path: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class SubnetView:
+    region: str
+    subnet: str
+    proxy_only: str
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """The network of one environment, for ``konfig plan``: its host project and ranges, the
+    hosts of its load balancers (``None`` where none is rendered) and every workload's route."""
+
+    environment: str
+    host_project: str
+    network: str
+    cidr: str
+    subnets: tuple[SubnetView, ...]
+    services_range: str
+    external_host: str | None
+    internal_host: str | None
+    routes: tuple[RouteView, ...]
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Everything Konfig wants to exist for one control plane.
 
@@ -135,6 +171,7 @@ class DesiredState:
     kubernetes: tuple[KubeObject, ...]
     gitlab: GitLabTree
     notes: tuple[str, ...] = field(default=())
+    networks: tuple[NetworkView, ...] = field(default=())
 
     def to_json(self) -> dict[str, Any]:
         """The shape ``konfig plan --json`` prints: ``kubernetes`` (list of objects) and
@@ -149,6 +186,7 @@ class DesiredState:
                 "projects": [asdict(p) for p in self.gitlab.projects],
             },
             "notes": list(self.notes),
+            "networks": [asdict(n) for n in self.networks],
         }
 
 

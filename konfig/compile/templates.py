@@ -61,6 +61,7 @@ ROOTS: tuple[str, ...] = (
     "domain",
     "platform",
     "controlPlane",
+    "network",
     "params",
 )
 #: Variant keys that apply to every environment flagged ``production: true`` / not flagged.
@@ -826,6 +827,7 @@ def render_resource(
         domain:       {name, projectId, namespace}
         platform:     {name}
         controlPlane: {name, region, projectId}
+        network:      {name, hostProject, selfLink, region, subnetwork, servicesRange}
 
     and the engine adds ``params`` (see the module docstring). ``where`` is the location of the
     request in the workload (``spec.resources[2]``), used for problems with its params or
@@ -969,6 +971,15 @@ def sample_context(
         "domain": {"name": "shop", "projectId": project, "namespace": namespace},
         "platform": {"name": "retail"},
         "controlPlane": {"name": "acme", "region": "us-central1", "projectId": "acme-cp"},
+        "network": {
+            "name": f"konfig-{environment.name}",
+            "hostProject": f"acme-net-{environment.name}",
+            "selfLink": f"projects/acme-net-{environment.name}/global/networks/konfig-{environment.name}",
+            "region": "us-central1",
+            "subnetwork": f"projects/acme-net-{environment.name}/regions/us-central1/subnetworks/"
+                          f"konfig-{environment.name}-us-central1",
+            "servicesRange": f"konfig-{environment.name}-services",
+        },
     }
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from konfig.compile import naming
 from konfig.compile.context import CompileContext
+from konfig.compile.network import template_network
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
 from konfig.compile.state import KubeObject
 from konfig.compile.templates import render_resource
@@ -129,12 +130,24 @@ def _template_context(ctx: CompileContext, t: Target) -> dict[str, Any]:
         "domain": {"name": t.domain.name, "projectId": t.project_id, "namespace": t.namespace},
         "platform": {"name": t.workload.spec.platform},
         "controlPlane": {"name": ctx.cp_name, "region": ctx.region, "projectId": ctx.cp_project_id},
+        "network": template_network(ctx, t.environment.name),
     }
 
 
 def env_var_prefix(resource_name: str) -> str:
     """``order-events`` → ``ORDER_EVENTS``: the prefix of a resource's injected variables."""
     return resource_name.upper().replace("-", "_")
+
+
+def dependency_variable(workload: str) -> str:
+    """``payments-api`` → ``PAYMENTS_API_URL``: the variable holding a dependency's URL."""
+    return f"{env_var_prefix(workload)}_URL"
+
+
+#: Variables Konfig sets in every runtime container, whatever it declares.
+BASE_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "KONFIG_ENVIRONMENT")
+#: Set in load-balanced workloads: the path they are served under (no rewrite is done).
+BASE_PATH_VARIABLE = "KONFIG_BASE_PATH"
 
 
 def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target]) -> list[KubeObject]:
@@ -164,9 +177,39 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
             objects.append(_resource_binding(t, request.name, role, rendered.bind_target, labels))
     for role in RUNTIME_PROJECT_ROLES.get(t.spec.runtime, ()):
         objects.append(_resource_binding(t, "runtime", role, None, labels))
-    env.update(t.spec.env)  # the workload's own values win
+    route = ctx.routes.get(_key(t))
+    if route is not None:
+        env[BASE_PATH_VARIABLE] = route.path
+    env.update(_dependency_urls(ctx, t))
+    # A workload's own env never replaces an injected variable: validation refuses that.
+    env.update({k: v for k, v in t.spec.env.items() if k not in env})
     objects += _runtime(ctx, t, env, callers, labels)
     return objects
+
+
+def _dependency_urls(ctx: CompileContext, t: Target) -> dict[str, str]:
+    from konfig.compile.ingress import own_url
+
+    """``<DEPENDENCY>_URL`` per dependency present in this environment: its load-balancer URL
+    where it is routed, else its own Cloud Run URL once Config Connector reports it (the URL
+    holds the project number, unknown before the project exists: noted until then)."""
+    urls: dict[str, str] = {}
+    for dep in t.spec.dependencies:
+        domain = dep.domain or t.domain.name
+        route = ctx.routes.get((domain, dep.workload, t.environment.name))
+        if route is not None:
+            urls[dependency_variable(dep.workload)] = route.url
+            continue
+        namespace = naming.namespace_name(domain, t.environment.name)
+        target = ctx.defs.workload_in(domain, dep.workload, t.environment.name)
+        url = own_url(ctx, target, namespace) if target is not None else None
+        if url:
+            urls[dependency_variable(dep.workload)] = url
+        elif target is not None and target.spec.runtime == "cloudrun":
+            ctx.notes.append(
+                f"{t.namespace}/{t.workload.name}: {dependency_variable(dep.workload)} is set once "
+                f"Cloud Run reports the URL of {namespace}/{dep.workload}")
+    return urls
 
 
 def _adopt(obj: KubeObject, namespace: str, labels: dict[str, str]) -> KubeObject:
@@ -232,9 +275,15 @@ def _cloud_run(ctx: CompileContext, t: Target, env, callers: list[Target], label
                 "containers": [container],
                 "scaling": {"minInstanceCount": spec.scaling.min, "maxInstanceCount": spec.scaling.max},
                 "labels": dict(labels),
+                "vpcAccess": _direct_vpc_egress(ctx, t),
             },
         },
     )
+    route = ctx.routes.get(_key(t))
+    if route is not None:
+        # Callers behind the load balancer sign ID tokens for its URL, not the run.app one.
+        # Source: https://cloud.google.com/run/docs/configuring/custom-audiences
+        service["spec"]["customAudiences"] = [route.url]
     objects = [service]
     ref = {"apiVersion": RUN, "kind": "RunService", "name": t.workload.name}
     members = sorted({f"serviceAccount:{c.service_account_email}" for c in callers})
@@ -246,6 +295,22 @@ def _cloud_run(ctx: CompileContext, t: Target, env, callers: list[Target], label
             namespace=t.namespace, labels=labels, resource_ref=ref,
             role="roles/run.invoker", member=member))
     return objects
+
+
+def _direct_vpc_egress(ctx: CompileContext, t: Target) -> dict[str, Any]:
+    """All egress through the environment's shared subnet (Direct VPC egress), tagged with the
+    domain: calls to internal load balancers, private IPs and internal-ingress services stay
+    on the network, internet egress goes through Cloud NAT. Source:
+    https://cloud.google.com/run/docs/configuring/vpc-direct-vpc"""
+    e = t.environment.name
+    return {
+        "egress": "ALL_TRAFFIC",
+        "networkInterfaces": [{
+            "networkRef": {"external": ctx.network_link(e)},
+            "subnetworkRef": {"external": ctx.subnet_link(e, ctx.region)},
+            "tags": [naming.network_tag(t.domain.name)],
+        }],
+    }
 
 
 def _member_slug(member: str) -> str:

@@ -92,6 +92,13 @@ IAM_TARGETS: dict[str, IamTarget] = {
     "google_artifact_registry_repository_iam_member": _located(
         "repositories", "repository", "repository_id"
     ),
+    # Shared VPC grants on one subnet (roles/compute.networkUser). Source:
+    # https://registry.terraform.io/providers/hashicorp/google/latest/docs/resources/compute_subnetwork_iam#import
+    "google_compute_subnetwork_iam_member": IamTarget(
+        (("project", "{{project}}"), ("region", "{{region}}"), ("subnetwork", "{{name}}")),
+        "projects/{{project}}/regions/{{region}}/subnetworks/{{name}}",
+        (r"^projects/(?P<project>[^/]+)/regions/(?P<region>[^/]+)/subnetworks/(?P<name>[^/]+)$",),
+    ),
 }
 
 #: IAM-able parents that are not Config Connector resources (no service mapping).

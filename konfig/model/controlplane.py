@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -120,6 +121,77 @@ class BreakGlass(KonfigModel):
         return parse_duration(self.max_duration)
 
 
+#: A DNS host name: lowercase labels of letters, digits and hyphens, at least two of them,
+#: at most 253 characters. Source: RFC 1035 section 2.3.1, RFC 1123 section 2.1.
+HOSTNAME_RE = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: Konfig prefixes ``<env>.`` and ``internal.<env>.`` (at most 18 characters) to the host.
+MAX_HOSTNAME = 253 - 18
+Hostname = Annotated[str, StringConstraints(pattern=HOSTNAME_RE, max_length=MAX_HOSTNAME)]
+
+
+def parse_ipv4_network(text: str) -> ipaddress.IPv4Network:
+    """``"10.10.0.0/16"`` → the network. Raises ``ValueError`` in plain words for anything that
+    is not an IPv4 network address with a prefix length (host bits set, IPv6, no prefix)."""
+    if "/" not in text:
+        raise ValueError(f"{text!r} needs a prefix length, e.g. {text}/16")
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ipaddress.AddressValueError:
+        raise ValueError(f"{text!r} is not an IPv4 range") from None
+    except ipaddress.NetmaskValueError:
+        raise ValueError(f"{text!r} has an invalid prefix length") from None
+    except ValueError:
+        base = ipaddress.IPv4Network(text, strict=False)
+        raise ValueError(f"{text!r} has host bits set; the range starts at {base}") from None
+
+
+class EnvironmentNetwork(KonfigModel):
+    """The network of one environment (spec/definitions.md, "Networking")."""
+
+    cidr: str | None = Field(
+        default=None,
+        description="Private IPv4 range of the environment's network, /8 to /19, split into "
+        "its subnets, proxy-only subnets and private services access range (docs/networking.md). "
+        "Defaults to a stable range per environment name.",
+    )
+    project_id: str | None = Field(
+        default=None,
+        description="Host project to create or adopt; defaults to '<prefix>net-<environment>'.",
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _private_range(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        network = parse_ipv4_network(value)
+        if not network.is_private or network.is_loopback or network.is_link_local:
+            raise ValueError(
+                f"{value!r} is not a private range (use RFC 1918: 10.0.0.0/8, 172.16.0.0/12, "
+                "192.168.0.0/16, or RFC 6598: 100.64.0.0/10)"
+            )
+        return value
+
+
+class NetworkSettings(KonfigModel):
+    environments: dict[EnvironmentName, EnvironmentNetwork] = Field(default_factory=dict)
+
+
+class EnvironmentIngress(KonfigModel):
+    host: Hostname | None = Field(
+        default=None, description="External host of this environment, replacing the default."
+    )
+
+
+class IngressSettings(KonfigModel):
+    host: Hostname | None = Field(
+        default=None,
+        description="External host: production environments use it as is, the others "
+        "'<env>.<host>'. Required as soon as a workload is external.",
+    )
+    environments: dict[EnvironmentName, EnvironmentIngress] = Field(default_factory=dict)
+
+
 class ControlPlaneSpec(KonfigModel):
     display_name: str | None = None
     gcp: GcpSettings
@@ -128,6 +200,8 @@ class ControlPlaneSpec(KonfigModel):
     services: list[ServiceName] = Field(default_factory=list)
     groups: list[GroupBinding] = Field(default_factory=list)
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    network: NetworkSettings = Field(default_factory=NetworkSettings)
+    ingress: IngressSettings = Field(default_factory=IngressSettings)
 
 
 class ControlPlane(Definition):

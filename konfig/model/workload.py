@@ -44,9 +44,41 @@ class Scaling(KonfigModel):
         return self
 
 
+#: URL map path rules: at most 1,024 characters, a ``*`` only as the last character after a
+#: ``/``. Konfig adds ``/*`` itself. Source: https://cloud.google.com/load-balancing/docs/url-map-concepts#wildcards-regx-dynamic
+MAX_INGRESS_PATH = 1000
+
+
+def ingress_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a workload's route on a load balancer, or ``None``."""
+    if path == "/":
+        return "'/' would take every request of the load balancer; name a path such as /shop"
+    if path.endswith("/"):
+        return f"{path!r} ends with '/'; write it without the trailing slash"
+    if "//" in path:
+        return f"{path!r} has an empty segment ('//')"
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return f"{path!r} has a '.' or '..' segment; paths are taken literally, not resolved"
+    return None
+
+
 class Ingress(KonfigModel):
     visibility: Visibility = "domain"
-    path: Annotated[str, StringConstraints(pattern=r"^/[-a-zA-Z0-9_./]*$")] | None = None
+    path: Annotated[
+        str, StringConstraints(pattern=r"^/[-a-zA-Z0-9_./]*$", max_length=MAX_INGRESS_PATH)
+    ] | None = Field(
+        default=None,
+        description="Path on the environment's load balancer; defaults to "
+        "/<platform>/<domain>/<workload>. Letters, digits, '-', '_', '.' and '/'.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _routable(cls, value: str | None) -> str | None:
+        problem = ingress_path_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ResourceRequest(KonfigModel):

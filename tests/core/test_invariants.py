@@ -53,7 +53,9 @@ def test_project_ids_valid_unique_with_environment(example_state, example_defs):
         env = p["metadata"]["labels"].get(LABEL_ENVIRONMENT)
         if env and pid not in {v for d in example_defs.domains.values() for v in d.spec.project_ids.values()}:
             assert pid.endswith(f"-{env}"), pid
-    expected = 1 + sum(len(example_defs.domain_environments(d)) for d in example_defs.domains.values())
+    # The control-plane project, one per domain environment, one network host per environment.
+    expected = (1 + sum(len(example_defs.domain_environments(d)) for d in example_defs.domains.values())
+                + len(example_defs.control_plane.spec.environments))
     assert len(projects) == expected
 
 
@@ -93,6 +95,9 @@ def test_context_service_accounts_act_only_on_their_project(example_state):
         assert bindings
         for b in bindings:
             ref = b["spec"]["resourceRef"]
+            if ref["kind"] == "ComputeSubnetwork":  # the shared network of its environment
+                assert b["spec"]["role"] == "roles/compute.networkUser"
+                continue
             assert ref["kind"] == "Project" and projects[ref["name"]] == own_project
 
 
@@ -121,7 +126,8 @@ def test_no_owner_or_editor_and_nothing_above_own_project(example_state):
 
 def test_only_the_control_plane_account_holds_folder_roles(example_state):
     allowed = {"roles/resourcemanager.folderCreator", "roles/resourcemanager.projectCreator",
-               "roles/resourcemanager.folderIamAdmin"}
+               "roles/resourcemanager.folderIamAdmin",
+               "roles/compute.xpnAdmin"}  # Shared VPC Admin: host projects, service projects
     cp_folder = next(f["metadata"]["name"] for f in of_kind(example_state, "Folder")
                      if "organizationRef" in f["spec"])
     for m in of_kind(example_state, "IAMPolicyMember"):

@@ -25,7 +25,19 @@ def test_terraform_export_of_the_example(example_state, tmp_path: Path) -> None:
     objects = list(example_state.kubernetes)
     export = export_terraform(objects)
     assert export.problems == []
-    assert export.warnings == []
+    # Only what Terraform cannot import: the project's Cloud Run service agent
+    # (google_project_service_identity has no import) and the grants to it (their import ID
+    # holds the agent's email, which holds the project number).
+    agents = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects
+              if o["kind"] == "ServiceIdentity"}
+    to_agents = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects
+                 if o["kind"] == "IAMPolicyMember" and "serviceIdentityRef" in o["spec"].get("memberFrom", {})}
+    assert agents and to_agents
+    assert sorted(export.warnings) == sorted(
+        [f"ServiceIdentity {a}: the provider cannot import google_project_service_identity; "
+         "no import block written" for a in agents]
+        + [w for w in export.warnings if w.startswith("IAMPolicyMember ")
+           and w.split(" ")[1].rstrip(":") in to_agents and "not known before it exists" in w])
     cloud = _cloud_objects(objects)
     assert not [s for s in export.skipped if s.key.group.endswith(".cnrm.cloud.google.com") and s.key.kind != "ConfigConnectorContext"]
     partial = [o for o in cloud if o["kind"] == "IAMPartialPolicy"]
@@ -35,7 +47,7 @@ def test_terraform_export_of_the_example(example_state, tmp_path: Path) -> None:
     write_files(tmp_path, export.files())
     config = parse_terraform_dir(tmp_path)
     config.check_references()
-    assert set(config.imports()) == set(config.resources)
+    assert len(set(config.resources) - set(config.imports())) == len(agents) + len(to_agents)
     assert len(config.resources) == len(export.resources)
     namespaces = {o["metadata"].get("namespace") for o in cloud}
     assert {p.name for p in tmp_path.glob("*.tf")} == {f"{n}.tf" for n in namespaces} | {"versions.tf", "variables.tf"}

@@ -206,6 +206,8 @@ spec:
   groups:
     - {group: platform-admins@acme.com, role: owner, samlGroupName: platform-admins}
   breakGlass: {maxDuration: 2h, roles: [roles/run.admin]}
+  network: {environments: {dev: {cidr: 10.10.0.0/16, projectId: acme-net-dev}}}
+  ingress: {host: api.acme.com, environments: {stage: {host: staging.acme.com}}}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Platform

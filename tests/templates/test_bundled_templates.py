@@ -205,8 +205,20 @@ def test_redis_is_highly_available_in_production_and_reachable_only_by_network()
     assert (dev.objects[0]["spec"]["tier"], prod.objects[0]["spec"]["tier"]) == (
         "BASIC", "STANDARD_HA")
     assert prod.roles == ("roles/redis.viewer",) and prod.bind_to == "project"
-    assert prod.objects[0]["spec"]["authorizedNetworkRef"]["external"].startswith(
-        "projects/acme-shop-prod/global/networks/")
+    # Private services access on the environment's shared network, never a project's own.
+    spec = prod.objects[0]["spec"]
+    assert spec["authorizedNetworkRef"]["external"] == "projects/acme-net-prod/global/networks/konfig-prod"
+    assert spec["connectMode"] == "PRIVATE_SERVICE_ACCESS"
+    assert spec["reservedIpRange"] == "konfig-prod-services"
+
+
+def test_cloudsql_has_a_private_ip_only_on_the_shared_network():
+    for env in (DEV, PROD):
+        ip = render("cloudsql-postgres", "readwrite", env).objects[0]["spec"]["settings"]["ipConfiguration"]
+        assert ip["ipv4Enabled"] is False
+        assert ip["privateNetworkRef"] == {
+            "external": f"projects/acme-net-{env.name}/global/networks/konfig-{env.name}"}
+        assert ip["allocatedIpRange"] == f"konfig-{env.name}-services"
 
 
 def test_secret_and_firestore_roles():
