@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from konfig.compile import compile_definitions
+from konfig.kube.facts import observe_facts
 from konfig.compile.state import DesiredState, GitLabTree
 from konfig.definitions import Definitions
 from konfig.errors import DefinitionError
@@ -236,14 +237,17 @@ class Reconciler:
         return bundled_templates()
 
     def _compile(self, view: ClusterView) -> DesiredState:
-        """Compile, reusing the last result while no resource's generation changed."""
-        key = tuple(sorted((str(ref), r["metadata"].get("uid"), r["metadata"].get("generation"))
-                           for ref, r in view.resources.items()
-                           if ref not in view.deleting and ref not in view.orphans))
+        """Compile, reusing the last result while no resource's generation and no observed
+        fact (the Cloud Run URLs dependencies get) changed."""
+        assert view.definitions is not None
+        facts = observe_facts(self.client, view.definitions.control_plane.name)
+        key = (tuple(sorted((str(ref), r["metadata"].get("uid"), r["metadata"].get("generation"))
+                            for ref, r in view.resources.items()
+                            if ref not in view.deleting and ref not in view.orphans)),
+               tuple(sorted(facts.service_urls.items())))
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
-        assert view.definitions is not None
-        state = compile_definitions(view.definitions)
+        state = compile_definitions(view.definitions, facts)
         self._compiled = (key, state)
         return state
 

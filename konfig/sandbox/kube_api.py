@@ -133,6 +133,17 @@ def minimal_crd(group: str, kind: str, *, version: str = "v1", plural: str | Non
     }
 
 
+def fake_run_uri(obj: dict) -> str:
+    """A stand-in for the URL Cloud Run gives a service, ``https://<name>-<project
+    number>.<region>.run.app`` (https://cloud.google.com/run/docs/triggering/https-request),
+    with a number made from the namespace so it is stable."""
+    import hashlib
+
+    number = int(hashlib.sha256(obj["metadata"].get("namespace", "").encode()).hexdigest(), 16) % 10**12
+    region = (obj.get("spec") or {}).get("location", "us-central1")
+    return f"https://{obj['metadata']['name']}-{number:012d}.{region}.run.app"
+
+
 class _FakeConfigConnector:
     """Marks Config Connector objects Ready after each create/spec change, like the real
     controller's status: ``conditions: [{type: Ready, status: "True", reason: UpToDate,
@@ -174,7 +185,10 @@ class _FakeConfigConnector:
                      if failure else
                      {"type": "Ready", "status": "True", "reason": "UpToDate",
                       "message": "The resource is up to date"})
-        return {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
+        status = {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
+        if obj.get("kind") == "RunService" and not failure:
+            status["uri"] = fake_run_uri(obj)
+        return status
 
     def _reconcile(self, storage: tuple[str, str], namespace: str | None, name: str, uid: str) -> None:
         store = self._emulator.store
