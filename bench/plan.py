@@ -1,7 +1,9 @@
 """Benchmark: `konfig plan` time and peak memory for organisations of growing size.
 
 Generates organisations of N domains × 3 environments × 5 workloads (each workload with a
-bucket and a Pub/Sub topic, every fifth with a Cloud SQL database), writes them as YAML, and
+bucket and a Pub/Sub topic, every fifth with a Cloud SQL database; per domain one external and
+one platform workload, so both load balancers of every environment route N paths each), writes
+them as YAML, and
 measures, each size in a fresh process: load + validate, compile, and the CRD schema check of
 every Config Connector object; peak memory is the process's maximum resident set size.
 
@@ -42,6 +44,7 @@ spec:
   environments: [{{name: dev}}, {{name: stage}}, {{name: prod, production: true}}]
   services: [run.googleapis.com, sqladmin.googleapis.com, storage.googleapis.com, pubsub.googleapis.com]
   groups: [{{group: admins@example.com, role: owner}}]
+  ingress: {{host: api.example.com}}
 """)
     docs = []
     for p in range(platforms):
@@ -67,6 +70,9 @@ spec:
         for w, name in enumerate(names):
             sql = "\n    - {name: db, template: cloudsql-postgres, access: readwrite}" if w == 0 else ""
             dep = "\n  dependencies: [{workload: svc-0}]" if w else ""
+            # One external and one platform workload per domain: both load balancers, a route
+            # each, and the rest reached by their own URL.
+            visibility = {1: "external", 2: "platform"}.get(w, "domain")
             docs.append(f"""\
 apiVersion: konfig.dev/v1alpha1
 kind: Workload
@@ -75,6 +81,7 @@ spec:
   platform: {platform}
   domain: domain-{d}
   image: us-docker.pkg.dev/b-bench-cp/domain-{d}/{name}@sha256:{DIGEST}
+  ingress: {{visibility: {visibility}}}
   resources:
     - {{name: files, template: storage-bucket, access: write}}
     - {{name: events, template: pubsub-topic, access: publish}}{sql}{dep}
