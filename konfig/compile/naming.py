@@ -16,6 +16,10 @@ CONFIG_CONNECTOR_CONTEXT_NAME = "configconnectorcontext.core.cnrm.cloud.google.c
 KCC_SERVICE_ACCOUNT_ID = "konfig-kcc"
 #: Account ID of the control plane's own service account (in the control-plane project).
 CONTROL_PLANE_SERVICE_ACCOUNT_ID = "konfig-controller"
+#: Account ID of the node service account of the control-plane GKE cluster, where GKE
+#: workloads run (created by `konfig bootstrap` with the cluster; never the Compute Engine
+#: default account). It pulls the images of domains that run GKE workloads.
+CLUSTER_NODE_SERVICE_ACCOUNT_ID = "konfig-nodes"
 #: Workload Identity pool and provider (in the control-plane project) trusted by CI pipelines.
 WORKLOAD_IDENTITY_POOL = "gitlab"
 WORKLOAD_IDENTITY_PROVIDER = "gitlab"

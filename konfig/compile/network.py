@@ -79,7 +79,21 @@ def compile_network(ctx: CompileContext) -> list[KubeObject]:
         for env in ctx.domain_environments(domain):
             if env.name in ctx.ranges:
                 objects += _service_project(ctx, domain, env)
+        if any(w.spec.runtime == "gke" for w in ctx.defs.workloads_of(domain.name)):
+            objects.append(_node_reader(ctx, domain))
     return objects
+
+
+def _node_reader(ctx: CompileContext, domain: Domain) -> KubeObject:
+    """The control-plane cluster's node service account pulls the images of a domain that
+    runs GKE workloads, from that domain's repository only."""
+    repo = object_name("registry", domain.name)
+    email = naming.service_account_email(naming.CLUSTER_NODE_SERVICE_ACCOUNT_ID, ctx.cp_project_id)
+    return policy_member(
+        object_name(repo, "reader", "gke-nodes"), namespace=SYSTEM_NAMESPACE,
+        labels=konfig_labels(ctx.cp_name, domain.spec.platform, domain.name),
+        resource_ref={"apiVersion": AR, "kind": "ArtifactRegistryRepository", "name": repo},
+        role="roles/artifactregistry.reader", member=f"serviceAccount:{email}")
 
 
 def _shared_vpc_admin(ctx: CompileContext) -> KubeObject:

@@ -129,7 +129,7 @@ def test_databases_and_caches_have_private_ips_only(example_state):
 
 def test_cloud_run_agents_pull_from_their_domain_repository_only(example_state, example_defs):
     readers = [m for m in of_kind(example_state, "IAMPolicyMember")
-               if m["spec"]["role"] == "roles/artifactregistry.reader"]
+               if m["spec"]["role"] == "roles/artifactregistry.reader" and "memberFrom" in m["spec"]]
     assert readers
     for m in readers:
         domain = m["metadata"]["labels"]["konfig-domain"]
@@ -146,6 +146,15 @@ def test_cloud_run_agents_pull_from_their_domain_repository_only(example_state, 
     assert running <= pulling
     for identity in of_kind(example_state, "ServiceIdentity"):
         assert identity["spec"]["resourceID"] == "run.googleapis.com"
+
+
+def test_gke_nodes_pull_from_the_repositories_of_domains_with_gke_workloads(example_state, example_defs):
+    nodes = [m for m in of_kind(example_state, "IAMPolicyMember")
+             if m["spec"].get("member") == "serviceAccount:konfig-nodes@acme-konfig.iam.gserviceaccount.com"]
+    gke_domains = {d for (d, _), w in example_defs.workloads.items() if w.spec.runtime == "gke"}
+    assert gke_domains == {"fulfilment"}
+    assert [(m["spec"]["role"], m["spec"]["resourceRef"]["name"]) for m in nodes] == [
+        ("roles/artifactregistry.reader", "registry-fulfilment")]
 
 
 # --------------------------------------------------------------------- load balancers, routes
