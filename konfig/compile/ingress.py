@@ -59,6 +59,9 @@ RM = "resourcemanager.cnrm.cloud.google.com/v1beta1"
 
 #: Where unmatched requests are sent: a reserved name that never resolves (RFC 2606).
 UNROUTED_HOST = "unrouted.invalid"
+#: URL maps accept at most 100 tests (https://cloud.google.com/load-balancing/docs/quotas,
+#: "URL maps"): the first 100 routes by path are tested.
+MAX_URL_MAP_TESTS = 100
 #: Name of the Cloud Armor policy of a domain environment with external workloads.
 EDGE_POLICY = "konfig-edge"
 #: Roles a domain environment's Config Connector service account needs on its own project for
@@ -133,8 +136,8 @@ def _url_map_spec(ctx: CompileContext, routes: list[Route], location: str) -> di
         "defaultUrlRedirect": unrouted,
         "hostRule": [{"hosts": [host], "pathMatcher": "workloads"}],
         "pathMatcher": [{"name": "workloads", "defaultUrlRedirect": unrouted, "pathRule": rules}],
-        # GCP checks these when it accepts the URL map: every workload path reaches its backend.
-        "test": tests,
+        # GCP checks these when it accepts the URL map: each workload path reaches its backend.
+        "test": tests[:MAX_URL_MAP_TESTS],
     }
 
 
