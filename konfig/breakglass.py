@@ -1,13 +1,13 @@
-"""Break-glass, the pure core: decide a time-bound grant of the break-glass roles to a domain's
-owner groups on one environment's project, build its Config Connector objects, read them back,
-and tell which have expired.
+"""Break-glass, the pure core: decide a time-bound grant of the break-glass roles to the owner
+groups of one level (a domain environment's project, a platform's folder, or the control-plane
+project), build its Config Connector objects, read them back, and tell which have expired.
 
 No I/O: :mod:`konfig.kube.breakglass` reads the ControlPlane, Platform and Domain objects,
 calls :func:`plan_grant`, creates the objects of :func:`build_grant_objects`, and records every
-grant, revocation and expiry on the Domain.
+grant, revocation and expiry on the object of that level (Domain, Platform or ControlPlane).
 
 A grant is one ``IAMPolicyMember`` per (owner group, role), in ``konfig-system``, on the
-environment's ``Project`` object, with an IAM condition ``request.time < timestamp(...)``: Google
+level's ``Project`` or ``Folder`` object, with an IAM condition ``request.time < timestamp(...)``: Google
 Cloud itself stops honouring the binding at the expiry, whether or not anything removes it
 (https://cloud.google.com/iam/docs/conditions-attribute-reference#date-time). Removing expired
 grants (``konfig break-glass revoke``, or the operator on resync) is housekeeping: it keeps the
@@ -15,8 +15,13 @@ project's allow policy small and the list of grants readable.
 
 Owner groups: a role applies at the level where it is declared and everything below it
 (spec/definitions.md, "Roles"), so the owners of a domain are the ``owner`` groups of the
-Domain, of its Platform and of the ControlPlane. All of them get the break-glass roles unless
-the request names a subset (``groups``).
+Domain, of its Platform and of the ControlPlane; those of a platform, the Platform's and the
+ControlPlane's; those of the control plane, its own. All of them get the break-glass roles
+unless the request names a subset (``groups``).
+
+Where the control plane sets ``spec.breakGlass.privilegedAccessManager``, the same levels carry
+standing PAM entitlements instead (:mod:`konfig.compile.breakglass`) and a request is made to PAM
+itself: :func:`plan_grant` then refuses with the ``gcloud pam grants create`` command to run.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from konfig.compile.hierarchy import project_object_name
+from konfig.compile.hierarchy import platform_folder_name, project_object_name
 from konfig.compile.objects import konfig_labels, object_name, policy_member, role_slug
 from konfig.compile.state import (
     LABEL_CONTROL_PLANE,
@@ -48,6 +53,8 @@ from konfig.validate import project_id_for
 #: prune objects carrying :data:`LABEL_BREAK_GLASS`: they are not in the compiled desired state.
 LABEL_BREAK_GLASS = "konfig-break-glass"
 LABEL_GRANT_ID = "konfig-break-glass-id"
+#: ``domain``, ``platform`` or ``controlplane``: the level a grant is made at.
+LABEL_LEVEL = "konfig-break-glass-level"
 
 #: Annotations of every break-glass object.
 REQUESTED_BY = "konfig.dev/requested-by"
@@ -74,6 +81,8 @@ CONDITION_DESCRIPTION_MAX = 256
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 
 PROJECT_API_VERSION = "resourcemanager.cnrm.cloud.google.com/v1beta1"
+#: Entitlement ID of the PAM entitlements Konfig renders at every level (4-63 characters).
+PAM_ENTITLEMENT_ID = "konfig-break-glass"
 IAM_API_VERSION = "iam.cnrm.cloud.google.com/v1beta1"
 
 _EXPIRY_IN_EXPRESSION = re.compile(r'request\.time < timestamp\("([^"]+)"\)')
@@ -88,9 +97,12 @@ RefusalCode = Literal[
     "not-an-owner",  # a requested group is not an owner of the domain
     "basic-role",  # IAM refuses conditions on basic roles
     "unknown-grant",  # revoke: no objects with that id
+    "unknown-level",  # no such platform, or a level the request cannot name
+    "use-pam",  # the control plane uses Privileged Access Manager: request there
 ]
 
 State = Literal["granted", "revoked", "expired"]
+Level = Literal["domain", "platform", "controlplane"]
 
 
 class BreakGlassRefused(Exception):
@@ -105,10 +117,12 @@ class BreakGlassRefused(Exception):
 
 @dataclass(frozen=True)
 class Grant:
-    """One break-glass grant: ``roles`` for ``groups`` on ``project_id`` (the project of
-    ``environment`` of ``domain``) from ``requested_at`` until ``expires_at`` (both UTC, whole
-    seconds). ``objects`` names its IAMPolicyMember objects and ``ready`` counts those Config
-    Connector reports Ready, when read from the cluster."""
+    """One break-glass grant: ``roles`` for ``groups`` at ``level`` from ``requested_at`` until
+    ``expires_at`` (both UTC, whole seconds). ``level`` ``domain``: on ``project_id``, the
+    project of ``environment`` of ``domain``; ``platform``: on the folder of ``platform``
+    (``project_id`` is empty); ``controlplane``: on ``project_id``, the control-plane project.
+    ``objects`` names its IAMPolicyMember objects and ``ready`` counts those Config Connector
+    reports Ready, when read from the cluster."""
 
     id: str
     control_plane: str
@@ -122,8 +136,27 @@ class Grant:
     requested_by: str
     requested_at: datetime
     expires_at: datetime
+    level: Level = "domain"
     objects: tuple[str, ...] = field(default=(), compare=False)
     ready: int = field(default=0, compare=False)
+
+    @property
+    def resource_ref(self) -> dict[str, str]:
+        """The Config Connector object (in ``konfig-system``) the bindings are made on."""
+        if self.level == "platform":
+            return {"apiVersion": PROJECT_API_VERSION, "kind": "Folder",
+                    "name": platform_folder_name(self.platform)}
+        return {"apiVersion": PROJECT_API_VERSION, "kind": "Project",
+                "name": project_object_name(self.project_id)}
+
+    @property
+    def where(self) -> str:
+        """Where the grant applies, for humans: ``prod (project acme-shop-prod)``."""
+        if self.level == "platform":
+            return f"platform {self.platform} (its folder)"
+        if self.level == "controlplane":
+            return f"control plane {self.control_plane} (project {self.project_id})"
+        return f"{self.environment} (project {self.project_id})"
 
     def is_expired(self, now: datetime) -> bool:
         """Whether IAM no longer honours it at ``now`` (timezone-aware)."""
@@ -136,7 +169,7 @@ class Grant:
     def labels(self) -> dict[str, str]:
         """The ``konfig-*`` labels plus ``konfig-break-glass: "true"`` and the grant id."""
         labels = konfig_labels(self.control_plane, self.platform, self.domain, self.environment)
-        return {**labels, LABEL_BREAK_GLASS: "true", LABEL_GRANT_ID: self.id}
+        return {**labels, LABEL_BREAK_GLASS: "true", LABEL_GRANT_ID: self.id, LABEL_LEVEL: self.level}
 
     @property
     def annotations(self) -> dict[str, str]:
@@ -159,7 +192,7 @@ class Grant:
     def status_line(self, state: State, *, at: datetime, by: str) -> dict[str, Any]:
         """One line of the Domain's ``status.breakGlass``: the grant and what happened to it
         (``state``), when (``at``) and by whom (``by``)."""
-        return {
+        line = {
             "id": self.id,
             "env": self.environment,
             "groups": list(self.groups),
@@ -171,6 +204,10 @@ class Grant:
             "at": rfc3339(at),
             "by": by,
         }
+        if self.level != "domain":  # domain lines keep their original shape
+            line = {"id": self.id, "level": self.level, **{k: v for k, v in line.items()
+                                                          if k not in ("id", "env")}}
+        return line
 
     def describe(self, state: State, *, by: str) -> str:
         """One sentence for the Domain's annotation and the Event's note."""
@@ -180,7 +217,7 @@ class Grant:
             "expired": f"expired (granted to {', '.join(self.groups)})",
         }[state]
         return (
-            f"break-glass {self.id} on {self.environment} ({self.project_id}) {what} "
+            f"break-glass {self.id} on {self.where} {what} "
             f"until {rfc3339(self.expires_at)}, by {by}: {self.reason}"
         )[:1024]
 
@@ -201,17 +238,23 @@ def parse_rfc3339(text: str) -> datetime:
     return moment.astimezone(UTC)
 
 
-def owner_groups(control_plane: ControlPlane, platform: Platform | None, domain: Domain) -> list[str]:
-    """Groups holding ``owner`` on ``domain``: declared on the Domain, its Platform or the
-    ControlPlane (roles cascade downwards). Sorted, without duplicates."""
-    levels = [control_plane.spec.groups, platform.spec.groups if platform else [], domain.spec.groups]
+def owner_groups(control_plane: ControlPlane, platform: Platform | None, domain: Domain | None) -> list[str]:
+    """Groups holding ``owner`` at a level: declared there or above (roles cascade
+    downwards): the Domain, its Platform and the ControlPlane for a domain; the Platform and
+    the ControlPlane for a platform (``domain`` None); the ControlPlane alone when both are
+    None. Sorted, without duplicates."""
+    levels = [control_plane.spec.groups, platform.spec.groups if platform else [],
+              domain.spec.groups if domain else []]
     return sorted({g.group for groups in levels for g in groups if g.role == "owner"})
 
 
-def grant_id(domain: str, environment: str, actor: str, requested_at: datetime, reason: str) -> str:
+def grant_id(domain: str, environment: str, actor: str, requested_at: datetime, reason: str,
+             level: str = "domain") -> str:
     """A short, stable id: ``bg-`` and 10 hex digits of a hash of the request (valid as a
-    label value and in object names)."""
-    text = f"{domain}\n{environment}\n{actor}\n{requested_at.isoformat()}\n{reason}"
+    label value and in object names). ``domain`` is the platform's or control plane's name
+    for grants at those levels."""
+    head = "" if level == "domain" else f"{level}\n"
+    text = f"{head}{domain}\n{environment}\n{actor}\n{requested_at.isoformat()}\n{reason}"
     return "bg-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -219,31 +262,48 @@ def plan_grant(
     *,
     control_plane: ControlPlane,
     platform: Platform | None,
-    domain: Domain,
-    environment: str,
+    domain: Domain | None,
+    environment: str | None,
     duration: str,
     reason: str,
     actor: str,
     now: datetime,
     groups: Sequence[str] | None = None,
+    level: Level = "domain",
 ) -> Grant:
-    """Decide a break-glass grant on ``environment`` of ``domain`` for ``duration`` (``"90m"``,
-    ``"1h"``; see :func:`~konfig.model.controlplane.parse_duration`), starting at ``now``
-    (timezone-aware). ``groups`` narrows the grant to some of the owner groups.
+    """Decide a break-glass grant for ``duration`` (``"90m"``, ``"1h"``; see
+    :func:`~konfig.model.controlplane.parse_duration`), starting at ``now`` (timezone-aware), at
+    ``level``: ``domain`` (``environment`` of ``domain``, whose ``platform`` may be None when
+    unknown), ``platform`` (``platform``'s folder) or ``controlplane`` (the control-plane
+    project). ``groups`` narrows the grant to some of the level's owner groups.
 
-    Returns the :class:`Grant`. Raises :class:`BreakGlassRefused` when the reason is empty, the
+    Returns the :class:`Grant`. Raises :class:`BreakGlassRefused` when the control plane uses
+    Privileged Access Manager (``use-pam``, with the command to run), the reason is empty, the
     duration is not positive or longer than ``spec.breakGlass.maxDuration``, the environment is
-    not the control plane's or not the domain's, there is no owner group (or a requested group
-    is not one), or a break-glass role is a basic role (IAM refuses conditions on those).
+    not the control plane's or not the domain's, the level has no owner group (or a requested
+    group is not one), or a break-glass role is a basic role (IAM refuses conditions on those).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if level == "domain" and (domain is None or environment is None):
+        raise BreakGlassRefused("unknown-level", "a domain grant needs a domain and --env")
+    if level == "platform" and platform is None:
+        raise BreakGlassRefused("unknown-level", "a platform grant needs the platform")
     reason = reason.strip()
     if not reason:
         raise BreakGlassRefused("no-reason", "a reason is required (--reason): it is the audit trail")
     seconds = _duration_seconds(duration, control_plane)
-    _check_environment(control_plane, domain, environment)
-    chosen = _groups(control_plane, platform, domain, groups)
+    if level == "domain":
+        assert domain is not None and environment is not None
+        _check_environment(control_plane, domain, environment)
+    else:
+        domain, environment = None, None
+        if level == "controlplane":
+            platform = None
+    if control_plane.spec.break_glass.privileged_access_manager:
+        raise BreakGlassRefused("use-pam", _pam_instructions(control_plane, platform, domain,
+                                                             environment, level, seconds, reason))
+    chosen = _groups(control_plane, platform, domain, groups, level)
     roles = tuple(sorted(set(control_plane.spec.break_glass.roles)))
     basic = sorted(set(roles) & BASIC_ROLES)
     if basic:
@@ -255,20 +315,61 @@ def plan_grant(
             f"roles there instead",
         )
     requested_at = now.astimezone(UTC).replace(microsecond=0)
-    defs = Definitions(control_plane=control_plane)
+    name = {"domain": domain.name if domain else "", "platform": platform.name if platform else "",
+            "controlplane": control_plane.name}[level]
     return Grant(
-        id=grant_id(domain.name, environment, actor, requested_at, reason),
+        id=grant_id(name, environment or "", actor, requested_at, reason, level),
         control_plane=control_plane.name,
-        platform=domain.spec.platform,
-        domain=domain.name,
-        environment=environment,
-        project_id=project_id_for(defs, domain, environment),
+        platform=(domain.spec.platform if domain else platform.name if platform else ""),
+        domain=domain.name if domain else "",
+        environment=environment or "",
+        project_id=_project_of(control_plane, domain, environment, level),
         groups=tuple(chosen),
         roles=roles,
         reason=reason,
         requested_by=actor,
         requested_at=requested_at,
         expires_at=requested_at + timedelta(seconds=seconds),
+        level=level,
+    )
+
+
+def control_plane_project_id(control_plane: ControlPlane) -> str:
+    """The control-plane project's ID (``spec.gcp.projectId``, else ``<prefix><name>-cp``)."""
+    from konfig.compile.naming import control_plane_project_id as default_id
+
+    gcp = control_plane.spec.gcp
+    return gcp.project_id or default_id(gcp.project_id_prefix, control_plane.name)
+
+
+def _project_of(control_plane: ControlPlane, domain: Domain | None, environment: str | None,
+                level: Level) -> str:
+    if level == "controlplane":
+        return control_plane_project_id(control_plane)
+    if level == "platform" or domain is None or environment is None:
+        return ""
+    return project_id_for(Definitions(control_plane=control_plane), domain, environment)
+
+
+def pam_entitlement(control_plane: ControlPlane, platform: str | None, domain: Domain | None,
+                    environment: str | None, level: Level) -> tuple[str, str]:
+    """``(gcloud scope flag, entitlement ID)`` of a level's PAM entitlement: ``--project=P`` or
+    ``--folder=<the platform folder's number>`` (shown as a placeholder: only GCP knows it)."""
+    if level == "platform":
+        return f"--folder=<folder number of platform {platform}>", PAM_ENTITLEMENT_ID
+    return f"--project={_project_of(control_plane, domain, environment, level)}", PAM_ENTITLEMENT_ID
+
+
+def _pam_instructions(control_plane: ControlPlane, platform: Platform | None, domain: Domain | None,
+                      environment: str | None, level: Level, seconds: int, reason: str) -> str:
+    scope, entitlement = pam_entitlement(control_plane, platform.name if platform else None,
+                                         domain, environment, level)
+    justification = reason.replace('"', "'")
+    return (
+        f"control plane {control_plane.name!r} uses Privileged Access Manager "
+        f"(spec.breakGlass.privilegedAccessManager): request the grant from PAM, which records and "
+        f"expires it: gcloud pam grants create --entitlement={entitlement} --location=global "
+        f"{scope} --requested-duration={seconds}s --justification=\"{justification}\""
     )
 
 
@@ -306,15 +407,31 @@ def _check_environment(control_plane: ControlPlane, domain: Domain, environment:
         )
 
 
-def _groups(
-    control_plane: ControlPlane, platform: Platform | None, domain: Domain, wanted: Sequence[str] | None
-) -> list[str]:
+def _level_name(control_plane: ControlPlane, platform: Platform | None, domain: Domain | None,
+                level: Level) -> str:
+    if level == "domain" and domain is not None:
+        return f"domain {domain.name!r}"
+    if level == "platform" and platform is not None:
+        return f"platform {platform.name!r}"
+    return f"control plane {control_plane.name!r}"
+
+
+_WHERE_DECLARED = {
+    "domain": "on the Domain, its Platform or the ControlPlane",
+    "platform": "on the Platform or the ControlPlane",
+    "controlplane": "on the ControlPlane",
+}
+
+
+def _groups(control_plane: ControlPlane, platform: Platform | None, domain: Domain | None,
+            wanted: Sequence[str] | None, level: Level = "domain") -> list[str]:
     owners = owner_groups(control_plane, platform, domain)
+    what = _level_name(control_plane, platform, domain, level)
     if not owners:
         raise BreakGlassRefused(
             "no-owner-groups",
-            f"domain {domain.name!r} has no owner group (on the Domain, its Platform or the "
-            f"ControlPlane): add one with role owner to spec.groups",
+            f"{what} has no owner group ({_WHERE_DECLARED[level]}): add one with role owner to "
+            f"spec.groups",
         )
     if not wanted:
         return owners
@@ -323,7 +440,7 @@ def _groups(
         raise BreakGlassRefused(
             "not-an-owner",
             f"{', '.join(strangers)} {'is' if len(strangers) == 1 else 'are'} not an owner of "
-            f"domain {domain.name!r} (owners: {', '.join(owners)})",
+            f"{what} (owners: {', '.join(owners)})",
         )
     return sorted(set(wanted))
 
@@ -335,7 +452,8 @@ def member_name(grant: Grant, group: str, role: str) -> str:
 
 def build_grant(grant: Grant, group: str, role: str, *, namespace: str = SYSTEM_NAMESPACE) -> KubeObject:
     """The ``IAMPolicyMember`` granting ``role`` to ``group:<group>`` on the grant's Project
-    object (named by its project ID, in ``namespace``), under the grant's time condition.
+    or Folder object (:attr:`Grant.resource_ref`, in ``namespace``), under the grant's time
+    condition.
     Schema: https://cloud.google.com/config-connector/docs/reference/resource-docs/iam/iampolicymember
     """
     return policy_member(
@@ -343,8 +461,7 @@ def build_grant(grant: Grant, group: str, role: str, *, namespace: str = SYSTEM_
         namespace=namespace,
         labels=grant.labels,
         annotations=grant.annotations,
-        resource_ref={"apiVersion": PROJECT_API_VERSION, "kind": "Project",
-                      "name": project_object_name(grant.project_id)},
+        resource_ref=grant.resource_ref,
         role=role,
         member=f"group:{group}",
         condition=grant.condition(),
@@ -383,19 +500,24 @@ def _grant_of(gid: str, members: list[KubeObject]) -> Grant:
     notes = first["metadata"].get("annotations") or {}
     specs = [m.get("spec") or {} for m in members]
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    ref = specs[0].get("resourceRef") or {}
+    level = labels.get(LABEL_LEVEL, "domain")
+    if level not in ("domain", "platform", "controlplane"):
+        level = "domain"
     return Grant(
         id=gid,
         control_plane=labels.get(LABEL_CONTROL_PLANE, ""),
         platform=labels.get(LABEL_PLATFORM, ""),
         domain=labels.get(LABEL_DOMAIN, ""),
         environment=labels.get(LABEL_ENVIRONMENT, ""),
-        project_id=(specs[0].get("resourceRef") or {}).get("name", ""),
+        project_id=ref.get("name", "") if ref.get("kind", "Project") == "Project" else "",
         groups=tuple(sorted({s.get("member", "").removeprefix("group:") for s in specs} - {""})),
         roles=tuple(sorted({s.get("role", "") for s in specs} - {""})),
         reason=notes.get(REASON, ""),
         requested_by=notes.get(REQUESTED_BY, ""),
         requested_at=_time(notes.get(REQUESTED_AT)) or epoch,
         expires_at=_time(notes.get(EXPIRES_AT)) or _expiry_of_condition(specs) or epoch,
+        level=level,
         objects=tuple(m["metadata"]["name"] for m in members),
         ready=sum(1 for m in members if _is_ready(m)),
     )

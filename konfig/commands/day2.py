@@ -163,9 +163,17 @@ def promote_command(
 
 
 def request_command(
-    domain: Annotated[str, typer.Argument(help="Domain whose project gets the grant.")],
-    env: Annotated[str, typer.Option("--env", help="Environment whose project gets the grant.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (incident, ticket); recorded everywhere.")],
+    domain: Annotated[
+        str | None, typer.Argument(help="Domain whose environment's project gets the grant (with --env).")
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Environment whose project gets the grant.")] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", help="Grant on this platform's folder instead.")
+    ] = None,
+    control_plane: Annotated[
+        bool, typer.Option("--control-plane", help="Grant on the control-plane project instead.")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (incident, ticket); recorded everywhere.")] = "",
     duration: Annotated[
         str, typer.Option("--duration", help="How long, e.g. 30m, 1h; at most spec.breakGlass.maxDuration.")
     ] = "1h",
@@ -179,25 +187,43 @@ def request_command(
     context: Context = None,
     namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
 ) -> None:
-    """Grant the break-glass roles on one environment's project to the domain's owner groups,
-    until an expiry enforced by IAM itself (a condition on request.time)."""
+    """Grant the break-glass roles to the owner groups of one level, until an expiry enforced
+    by IAM itself (a condition on request.time): a domain environment's project (DOMAIN
+    --env ENV), a platform's folder (--platform NAME) or the control-plane project
+    (--control-plane). Owner groups declared at that level or above get it."""
+    level = _level(domain, env, platform, control_plane)
+    if not reason.strip():
+        raise typer.BadParameter("a reason is required: it is the audit trail", param_hint="--reason")
     who = _actor(actor)
     with _cluster(kubeconfig, context) as client:
         report = kube_breakglass.request_grant(
-            client, domain=domain, environment=env, duration=duration, reason=reason, actor=who,
-            now=datetime.now(UTC), groups=group or None, system_namespace=namespace_system,
-            dry_run=dry_run,
+            client, domain=domain, environment=env, platform=platform, level=level,
+            duration=duration, reason=reason, actor=who, now=datetime.now(UTC), groups=group or None,
+            system_namespace=namespace_system, dry_run=dry_run,
         )
     g = report.grant
     out = Console(highlight=False)
     prefix = "dry run: would grant" if dry_run else "Granted"
-    out.print(f"{prefix} break-glass [bold]{g.id}[/bold] on {g.environment} (project {g.project_id})")
+    out.print(f"{prefix} break-glass [bold]{g.id}[/bold] on {g.where}")
     out.print(f"  roles:   {', '.join(g.roles)}")
     out.print(f"  groups:  {', '.join(g.groups)}")
     out.print(f"  expires: {_time(g.expires_at)} ({duration})")
     if not dry_run:
         out.print(f"Config Connector applies it shortly. Revoke early: konfig break-glass revoke {g.id}")
     _warn(report.warnings)
+
+
+def _level(domain: str | None, env: str | None, platform: str | None, control_plane: bool) -> str:
+    """Which level a request names; exactly one of DOMAIN --env, --platform, --control-plane."""
+    chosen = [name for name, given in (("domain", domain is not None), ("platform", platform is not None),
+                                       ("controlplane", control_plane)) if given]
+    if len(chosen) != 1:
+        raise typer.BadParameter("name one level: DOMAIN --env ENV, --platform NAME or --control-plane")
+    if chosen[0] == "domain" and not env:
+        raise typer.BadParameter("a domain grant needs --env", param_hint="--env")
+    if chosen[0] != "domain" and env:
+        raise typer.BadParameter("--env goes with a DOMAIN only", param_hint="--env")
+    return chosen[0]
 
 
 def list_command(
@@ -220,7 +246,7 @@ def list_command(
         out.print("No break-glass grants.")
         return
     table = Table(title="Break-glass grants")
-    for header in ("ID", "DOMAIN", "ENV", "PROJECT"):
+    for header in ("ID", "LEVEL", "DOMAIN", "ENV", "ON"):
         table.add_column(header, no_wrap=True)
     table.add_column("GROUPS", overflow="fold")
     table.add_column("ROLES", overflow="fold")
@@ -231,7 +257,8 @@ def list_command(
     for g in grants:
         state = g.state(now)
         table.add_row(
-            g.id, g.domain, g.environment, g.project_id, "\n".join(g.groups), "\n".join(g.roles),
+            g.id, g.level, g.domain or g.platform or g.control_plane, g.environment,
+            g.project_id or f"folder of {g.platform}", "\n".join(g.groups), "\n".join(g.roles),
             g.requested_by, _time(g.expires_at),
             f"[green]{state}[/green]" if state == "active" else f"[dim]{state}[/dim]",
             f"{g.ready}/{len(g.objects)}", g.reason,
@@ -270,7 +297,7 @@ def revoke_command(
     for report in reports:
         g = report.grant
         verb = "Revoked" if report.state == "revoked" else "Removed expired"
-        out.print(f"{verb} break-glass {g.id} ({g.domain} {g.environment}, {len(report.objects)} bindings).")
+        out.print(f"{verb} break-glass {g.id} ({g.where}, {len(report.objects)} bindings).")
         _warn(report.warnings)
 
 
@@ -280,7 +307,8 @@ def _time(moment: datetime) -> str:
 
 def _grant_json(g: Grant, now: datetime) -> dict:
     return {
-        "id": g.id, "domain": g.domain, "environment": g.environment, "project": g.project_id,
+        "id": g.id, "level": g.level, "platform": g.platform, "domain": g.domain,
+        "environment": g.environment, "project": g.project_id,
         "groups": list(g.groups), "roles": list(g.roles), "requestedBy": g.requested_by,
         "requestedAt": g.requested_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "expiresAt": g.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"), "reason": g.reason,
@@ -293,7 +321,8 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote_command)
     break_glass = typer.Typer(
         name="break-glass",
-        help="Time-bound owner access to one environment's project, for incidents.",
+        help="Time-bound owner access to a domain environment, a platform or the control plane, "
+        "for incidents.",
         no_args_is_help=True,
     )
     break_glass.command("request")(request_command)

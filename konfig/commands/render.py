@@ -44,9 +44,28 @@ def _counts(kinds: Counter) -> str:
 
 def plan_tree(state: DesiredState) -> Group:
     """The plan as three trees (GCP, GitLab, cluster) followed by a table of counts."""
+    budgets = _budgets(state)
     return Group(_gcp_tree(state), _network_tree(state), _gitlab_tree(state), _cluster_tree(state),
-                 _summary(state),
+                 *([budgets] if budgets is not None else []), _summary(state),
                  *(f"[yellow]note:[/] {n}" for n in state.notes))
+
+
+def _budgets(state: DesiredState) -> Table | None:
+    """The billing budgets, one row each; None when there is none."""
+    from konfig.compile.budgets import THRESHOLDS, budgets_of
+
+    rows = budgets_of(list(state.kubernetes))
+    if not rows:
+        return None
+    marks = "/".join(f"{round(t * 100)}" for t in THRESHOLDS)
+    table = Table(title=f"Budgets (monthly; alerts at {marks} % of actual and forecasted spend)",
+                  header_style="bold")
+    for column in ("level", "name", "amount", "projects", "notifies"):
+        table.add_column(column, justify="right" if column in ("amount", "projects") else "left",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(row["level"], row["name"], row["amount"], row["projects"], row["notify"])
+    return table
 
 
 def _gcp_tree(state: DesiredState) -> Tree:

@@ -2,7 +2,9 @@
 
 One module per concern: :mod:`.hierarchy` (folders, projects, APIs), :mod:`.access` (roles and
 identities), :mod:`.namespaces` (cluster namespaces, contexts, RBAC), :mod:`.workloads`
-(service accounts, template resources, runtimes), :mod:`.gitlab` (the GitLab tree).
+(service accounts, template resources, runtimes), :mod:`.kms` (CMEK keys in production),
+:mod:`.budgets` (billing budgets and their alerts), :mod:`.breakglass` (PAM entitlements),
+:mod:`.gitlab` (the GitLab tree).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from konfig.compile.state import DesiredState, KubeObject, object_key
 from konfig.definitions import Definitions
+from konfig.errors import DefinitionError
 
 if TYPE_CHECKING:
     from konfig.compile.context import CompileFacts
@@ -48,24 +51,30 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
     (template expressions, parameters, duplicate object names).
     """
     from konfig.compile.access import compile_access
+    from konfig.compile.breakglass import compile_break_glass
+    from konfig.compile.budgets import compile_budgets
     from konfig.compile.context import CompileContext, CompileFacts
     from konfig.compile.gitlab import compile_gitlab
     from konfig.compile.hierarchy import compile_hierarchy
     from konfig.compile.ingress import compile_ingress, network_views
+    from konfig.compile.kms import compile_kms
     from konfig.compile.namespaces import compile_namespaces
     from konfig.compile.network import compile_network
     from konfig.compile.workloads import compile_workloads
 
     ctx = CompileContext(defs, facts=facts or CompileFacts())
+    problems: list = []
+    objects: list[KubeObject] = []
     with _gc_paused():
-        objects = [
-            *compile_namespaces(ctx),
-            *compile_hierarchy(ctx),
-            *compile_access(ctx),
-            *compile_network(ctx),
-            *compile_ingress(ctx),
-            *compile_workloads(ctx),
-        ]
+        for step in (compile_namespaces, compile_hierarchy, compile_access, compile_network,
+                     compile_ingress, compile_kms, compile_budgets, compile_break_glass,
+                     compile_workloads):
+            try:
+                objects += step(ctx)
+            except DefinitionError as err:  # report every step's problems in one run
+                problems += err.problems
+    if problems:
+        raise DefinitionError(problems)
     _check_unique(objects)
     objects.sort(key=apply_order)
     if not ctx.project_number:

@@ -65,6 +65,8 @@ COMPUTED_ATTRIBUTES: dict[tuple[str, str], str] = {
     ("google_storage_bucket", "self_link"): "https://www.googleapis.com/storage/v1/b/{{name}}",
     ("google_pubsub_topic", "id"): "projects/{{project}}/topics/{{name}}",
     ("google_secret_manager_secret", "name"): "projects/{{project}}/secrets/{{secret_id}}",
+    ("google_kms_key_ring", "self_link"): "projects/{{project}}/locations/{{location}}/keyRings/{{name}}",
+    ("google_kms_key_ring", "id"): "projects/{{project}}/locations/{{location}}/keyRings/{{name}}",
     ("google_compute_network", "self_link"): (
         "https://www.googleapis.com/compute/v1/projects/{{project}}/global/networks/{{name}}"
     ),
@@ -72,7 +74,8 @@ COMPUTED_ATTRIBUTES: dict[tuple[str, str], str] = {
 
 #: Parent prefixes stripped from external references to hierarchy kinds: Terraform's
 #: ``project``/``folder_id``/``org_id`` arguments take bare IDs, Config Connector accepts both.
-HIERARCHY_PREFIXES = {"Project": "projects/", "Folder": "folders/", "Organization": "organizations/"}
+HIERARCHY_PREFIXES = {"Project": "projects/", "Folder": "folders/", "Organization": "organizations/",
+                      "BillingAccount": "billingAccounts/"}
 
 
 def strip_prefix(value: StrValue | None, prefix: str) -> StrValue | None:
@@ -273,6 +276,13 @@ def _sql_user(get: Get) -> StrValue | None:
         return _join(get("project"), "/", get("instance"), "/", host, "/", get("name"))
     return _join(get("project"), "/", get("instance"), "/", get("name"))
 
+
+#: Resources the provider cannot import but whose creation is idempotent (creating one that
+#: exists returns it), so a missing import block loses nothing: no warning.
+#: ``google_project_service_identity`` calls services.generateServiceIdentity, which "returns the
+#: service identity if it already exists"
+#: (https://cloud.google.com/service-usage/docs/reference/rest/v1beta1/services/generateServiceIdentity).
+IDEMPOTENT_CREATES = frozenset({"google_project_service_identity"})
 
 #: Import IDs of the public resources whose format differs from the mapping's ``idTemplate``.
 IMPORT_IDS: dict[str, Callable[[Get], StrValue | None]] = {

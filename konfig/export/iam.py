@@ -318,7 +318,10 @@ def _member_resource(converter: "Converter", obj: KubeObject, key: ObjectKey, ta
     name = converter.unique_name(
         target.member_type, terraform_name(key.namespace, key.name + (f"_{binding.suffix}" if binding.suffix else ""))
     )
-    if import_id is None:
+    # A service agent's e-mail is known only once Google creates it; adding an existing member
+    # is a no-op for *_iam_member, so that case needs no import block and no warning.
+    agent = "serviceIdentityRef" in (binding.member.get("memberFrom") or {})
+    if import_id is None and not (agent and member_known is None):
         converter.warn(f"{key}: import ID of {target.member_type} not known before it exists; no import block written")
     prevent = annotations(obj).get(DELETION_POLICY) == "abandon"
     return TfResource(key, target.member_type, name, to_body(body), import_id, None, prevent)

@@ -370,7 +370,8 @@ class Converter:
         import_id: StrValue | None
         if plan.rc.skip_import:
             import_id = None
-            self.warn(f"{plan.key}: the provider cannot import {tf_type}; no import block written")
+            if tf_type not in fixups.IDEMPOTENT_CREATES:
+                self.warn(f"{plan.key}: the provider cannot import {tf_type}; no import block written")
         elif tf_type in fixups.IMPORT_IDS:
             import_id = fixups.IMPORT_IDS[tf_type](lookup(known))
         else:

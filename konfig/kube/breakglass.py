@@ -1,6 +1,7 @@
 """Break-glass against the control-plane cluster: create, list, revoke and expire the
 IAMPolicyMember objects of time-bound grants (:mod:`konfig.breakglass` decides and builds
-them), and record each grant, revocation and expiry on the Domain: an Event
+them), and record each grant, revocation and expiry on the object of its level (the Domain, the
+Platform or the ControlPlane): an Event
 (``BreakGlassGranted`` / ``BreakGlassRevoked`` / ``BreakGlassExpired``), the annotation
 ``konfig.dev/break-glass-last``, and a line appended to ``status.breakGlass`` through the status
 subresource.
@@ -21,7 +22,7 @@ import kubernetes.client
 from kubernetes.client import ApiException
 
 from konfig import breakglass as core
-from konfig.breakglass import BreakGlassRefused, Grant, State
+from konfig.breakglass import BreakGlassRefused, Grant, Level, State
 from konfig.compile.state import LABEL_DOMAIN, SYSTEM_NAMESPACE
 from konfig.kube.promote import (
     GROUP,
@@ -74,8 +75,10 @@ def _custom(api_client: kubernetes.client.ApiClient) -> kubernetes.client.Custom
 def request_grant(
     api_client: kubernetes.client.ApiClient,
     *,
-    domain: str,
-    environment: str,
+    domain: str | None = None,
+    environment: str | None = None,
+    platform: str | None = None,
+    level: Level = "domain",
     duration: str,
     reason: str,
     actor: str,
@@ -84,8 +87,10 @@ def request_grant(
     system_namespace: str = SYSTEM_NAMESPACE,
     dry_run: bool = False,
 ) -> GrantReport:
-    """Grant the break-glass roles on ``environment`` of ``domain`` to its owner groups (or
-    ``groups``, a subset) for ``duration``, starting ``now``, and record it.
+    """Grant the break-glass roles at ``level`` to its owner groups (or ``groups``, a subset)
+    for ``duration``, starting ``now``, and record it. ``level`` ``domain``: on ``environment``
+    of ``domain``; ``platform``: on the folder of ``platform``; ``controlplane``: on the
+    control-plane project.
 
     Reads the ControlPlane, the Domain and its Platform from ``system_namespace``; creates one
     IAMPolicyMember per (group, role) there. If a create fails, the ones already created are
@@ -97,11 +102,21 @@ def request_grant(
     """
     custom = _custom(api_client)
     control_plane, _ = read_control_plane(custom, system_namespace)
-    domain_model, _ = read_domain(custom, system_namespace, domain)
-    platform = _platform(custom, system_namespace, domain_model.spec.platform)
+    domain_model = platform_model = None
+    if level == "domain":
+        if not domain:
+            raise BreakGlassRefused("unknown-level", "a domain grant needs the domain's name")
+        domain_model, _ = read_domain(custom, system_namespace, domain)
+        platform_model = _platform(custom, system_namespace, domain_model.spec.platform)
+    elif level == "platform":
+        platform_model = _platform(custom, system_namespace, platform or "")
+        if platform_model is None:
+            raise BreakGlassRefused("unknown-level", f"there is no Platform {platform!r} in "
+                                                     f"namespace {system_namespace}")
     grant = core.plan_grant(
-        control_plane=control_plane, platform=platform, domain=domain_model, environment=environment,
-        duration=duration, reason=reason, actor=actor, now=now, groups=groups,
+        control_plane=control_plane, platform=platform_model, domain=domain_model,
+        environment=environment, duration=duration, reason=reason, actor=actor, now=now,
+        groups=groups, level=level,
     )
     objects = core.build_grant_objects(grant, namespace=system_namespace)
     report = GrantReport(grant, "granted", [o["metadata"]["name"] for o in objects])
@@ -114,6 +129,8 @@ def request_grant(
 
 
 def _platform(custom: kubernetes.client.CustomObjectsApi, namespace: str, name: str) -> Platform | None:
+    if not name:
+        return None
     obj = get_or_none(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
                       PLURALS["Platform"], name)
     if obj is None:
@@ -239,8 +256,9 @@ def _remove(api_client: kubernetes.client.ApiClient, grant: Grant, state: State,
 
 def _record(api_client: kubernetes.client.ApiClient, report: GrantReport, *, actor: str,
             now: datetime, system_namespace: str, controller: str) -> None:
-    """Event, annotation and status line on the grant's Domain. A Domain that no longer
-    exists (removed while a grant was active) gets no record: a warning says so."""
+    """Event, annotation and status line on the object of the grant's level (Domain, Platform
+    or ControlPlane). One that no longer exists (removed while a grant was active) gets no
+    record: a warning says so."""
     custom = _custom(api_client)
     grant, state = report.grant, report.state
     try:
@@ -257,8 +275,21 @@ def _record(api_client: kubernetes.client.ApiClient, report: GrantReport, *, act
     report.warnings += [warning] if warning else []
 
 
+#: The Konfig kind each level's grants are recorded on.
+_RECORD_KIND = {"domain": "Domain", "platform": "Platform", "controlplane": "ControlPlane"}
+
+
+def _record_target(grant: Grant) -> tuple[str, str]:
+    """``(kind, name)`` of the object a grant is recorded on."""
+    kind = _RECORD_KIND[grant.level]
+    name = {"domain": grant.domain, "platform": grant.platform,
+            "controlplane": grant.control_plane}[grant.level]
+    return kind, name
+
+
 def _domain_args(system_namespace: str, grant: Grant) -> tuple[str, str, str, str, str]:
-    return GROUP, VERSION, system_namespace, PLURALS["Domain"], grant.domain
+    kind, name = _record_target(grant)
+    return GROUP, VERSION, system_namespace, PLURALS[kind], name
 
 
 def _annotate(custom: kubernetes.client.CustomObjectsApi, system_namespace: str, grant: Grant,
@@ -269,7 +300,8 @@ def _annotate(custom: kubernetes.client.CustomObjectsApi, system_namespace: str,
                                                      field_manager=FIELD_MANAGER)
     except ApiException as exc:
         if exc.status == 404:
-            raise ClusterStateError(f"Domain {grant.domain!r} no longer exists") from None
+            kind, name = _record_target(grant)
+            raise ClusterStateError(f"{kind} {name!r} no longer exists") from None
         raise
 
 
@@ -281,7 +313,8 @@ def _append_status(custom: kubernetes.client.CustomObjectsApi, system_namespace:
     args = _domain_args(system_namespace, grant)
     domain = get_or_none(custom.get_namespaced_custom_object, *args)
     if domain is None:
-        raise ClusterStateError(f"Domain {grant.domain!r} no longer exists")
+        kind, name = _record_target(grant)
+        raise ClusterStateError(f"{kind} {name!r} no longer exists")
     lines = core.append_status_line((domain.get("status") or {}).get("breakGlass"),
                                     grant.status_line(state, at=now, by=actor))
     patch = {"metadata": {"resourceVersion": domain["metadata"]["resourceVersion"]},

@@ -51,6 +51,22 @@ class GroupBinding(KonfigModel):
         return self.saml_group_name or names.saml_group_name(self.group)
 
 
+#: ISO 4217 currency codes are three capital letters. The budget's currency must be the billing
+#: account's own currency, or the Budget API refuses it.
+#: Source: https://cloud.google.com/billing/docs/reference/budget/rest/v1/billingAccounts.budgets
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class Budget(KonfigModel):
+    """A monthly cost guard post over a domain's (or a platform's) projects: owner groups are
+    alerted at 50, 90 and 100 % of actual and of forecasted spend."""
+
+    monthly: float = Field(gt=0, le=1e12, description="Amount per calendar month, in `currency`.")
+    currency: CurrencyCode = Field(
+        description="ISO 4217 code (USD, EUR); must be the billing account's currency."
+    )
+
+
 def _metadata_model(kind: str, max_length: int) -> type[KonfigModel]:
     class Metadata(KonfigModel):
         name: Annotated[str, StringConstraints(pattern=names.DNS_LABEL, max_length=max_length)] = (

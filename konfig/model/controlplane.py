@@ -98,6 +98,13 @@ class BreakGlass(KonfigModel):
         "(time-bound by an IAM condition, so never a basic role).",
     )
 
+    privileged_access_manager: bool = Field(
+        default=False,
+        description="The organisation uses Privileged Access Manager: render break-glass as PAM "
+        "entitlements at every level (requested with `gcloud pam grants create`) instead of "
+        "time-conditioned IAM bindings made by `konfig break-glass request`.",
+    )
+
     @field_validator("max_duration")
     @classmethod
     def _duration(cls, value: str) -> str:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from konfig.model.common import (
+    Budget,
     DnsLabel,
     Definition,
     DomainMetadata,
@@ -30,6 +31,11 @@ class DomainSpec(KonfigModel):
     )
     project_ids: dict[EnvironmentName, str] = Field(
         default_factory=dict, description="Per-environment project ID overrides (adoption)."
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="Monthly budget over these projects; owner groups are alerted at 50/90/100 % "
+        "of actual and forecasted spend.",
     )
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from konfig.model.common import Definition, GroupBinding, KonfigModel, PlatformMetadata, ServiceName
+from konfig.model.common import Budget, Definition, GroupBinding, KonfigModel, PlatformMetadata, ServiceName
 
 
 class PlatformSpec(KonfigModel):
@@ -17,6 +17,11 @@ class PlatformSpec(KonfigModel):
         default=None, description="APIs allowed below; a subset of the control plane's."
     )
     groups: list[GroupBinding] = Field(default_factory=list)
+    budget: Budget | None = Field(
+        default=None,
+        description="Monthly budget over these projects; owner groups are alerted at 50/90/100 % "
+        "of actual and forecasted spend.",
+    )
 
 
 class Platform(Definition):

@@ -145,7 +145,8 @@ def test_cloud_run_agents_pull_from_their_domain_repository_only(example_state, 
                for m in readers}
     assert running <= pulling
     for identity in of_kind(example_state, "ServiceIdentity"):
-        assert identity["spec"]["resourceID"] == "run.googleapis.com"
+        if identity["metadata"]["name"] == "run-service-agent":  # others: CMEK agents
+            assert identity["spec"]["resourceID"] == "run.googleapis.com"
 
 
 def test_gke_nodes_pull_from_the_repositories_of_domains_with_gke_workloads(example_state, example_defs):

@@ -82,6 +82,7 @@ def test_objects_one_per_group_and_role_with_a_time_condition():
         assert meta["labels"] == {
             "konfig-control-plane": "acme", "konfig-platform": "retail", "konfig-domain": "shop",
             "konfig-environment": "prod", "konfig-break-glass": "true", "konfig-break-glass-id": g.id,
+                "konfig-break-glass-level": "domain",
         }
         assert meta["annotations"] == {
             "konfig.dev/requested-by": "alice", "konfig.dev/reason": "INC-42 checkout down",

@@ -25,20 +25,14 @@ def test_terraform_export_of_the_example(example_state, tmp_path: Path) -> None:
     objects = list(example_state.kubernetes)
     export = export_terraform(objects)
     assert export.problems == []
-    # Only what Terraform cannot import: the project's Cloud Run service agent
-    # (google_project_service_identity has no import) and the grants to it (their import ID
-    # holds the agent's email, which holds the project number).
-    agents = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects
-              if o["kind"] == "ServiceIdentity"}
-    to_agents = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in objects
-                 if o["kind"] == "IAMPolicyMember" and "serviceIdentityRef" in o["spec"].get("memberFrom", {})}
-    assert agents and to_agents
-    assert sorted(export.warnings) == sorted(
-        [f"ServiceIdentity {a}: the provider cannot import google_project_service_identity; "
-         "no import block written" for a in agents]
-        + [w for w in export.warnings if w.startswith("IAMPolicyMember ")
-           and w.split(" ")[1].rstrip(":") in to_agents and "not known before it exists" in w])
     cloud = _cloud_objects(objects)
+    # Only objects whose ID Google generates at creation (budgets, notification channels) have
+    # no import block, and each is named in a warning.
+    generated = sorted(f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']}" for o in cloud
+                       if o["kind"] in ("BillingBudgetsBudget", "MonitoringNotificationChannel"))
+    assert generated
+    assert sorted(w.split(":", 1)[0] for w in export.warnings) == generated
+    assert all("not known before it exists" in w for w in export.warnings)
     assert not [s for s in export.skipped if s.key.group.endswith(".cnrm.cloud.google.com") and s.key.kind != "ConfigConnectorContext"]
     partial = [o for o in cloud if o["kind"] == "IAMPartialPolicy"]
     members = sum(len(b.get("members") or []) for o in partial for b in o["spec"].get("bindings") or [])
@@ -47,7 +41,15 @@ def test_terraform_export_of_the_example(example_state, tmp_path: Path) -> None:
     write_files(tmp_path, export.files())
     config = parse_terraform_dir(tmp_path)
     config.check_references()
-    assert len(set(config.resources) - set(config.imports())) == len(agents) + len(to_agents)
+    # Without import blocks: resources whose ID Google generates (warned above), and service
+    # agents with their grants (creating them again is a no-op, so no warning either).
+    agents = [o for o in cloud if o["kind"] == "ServiceIdentity"]
+    to_agents = [o for o in cloud if o["kind"] == "IAMPolicyMember"
+                 and "serviceIdentityRef" in o["spec"].get("memberFrom", {})]
+    assert agents and to_agents
+    unimported = set(config.resources) - set(config.imports())
+    assert len(unimported) == len(generated) + len(agents) + len(to_agents)
+    assert set(config.imports()) <= set(config.resources)
     assert len(config.resources) == len(export.resources)
     namespaces = {o["metadata"].get("namespace") for o in cloud}
     assert {p.name for p in tmp_path.glob("*.tf")} == {f"{n}.tf" for n in namespaces} | {"versions.tf", "variables.tf"}
