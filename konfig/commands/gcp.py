@@ -75,7 +75,7 @@ def _target_and_clients(
     from konfig.gcp.target import BootstrapTarget
 
     defs = load_or_exit(path)
-    target = BootstrapTarget.from_control_plane(defs.control_plane)
+    target = BootstrapTarget.from_definitions(defs)
     try:
         clients = connect(
             Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam)
@@ -113,18 +113,55 @@ def bootstrap(
     try:
         plan = _plan_or_exit(err, clients, target)
         _print_plan(out, err, plan)
-        if plan.blockers or dry_run or not plan.steps:
+        hardening = _domain_hardening_plan(out, err, clients, target)
+        if plan.blockers or dry_run or not (plan.steps or hardening):
             if dry_run and not plan.blockers:
                 out.print("[yellow]dry run:[/] nothing changed")
             project = plan.observed.project
             _print_project_number(out, defs, target, project.number if project else None)
             raise typer.Exit(1 if plan.blockers else 0)
         report = gcp_bootstrap.apply(clients, plan)
+        hardened = _harden(out, err, clients, hardening)
     finally:
         clients.close()
-    _print_report(out, err, report)
+    if plan.steps:
+        _print_report(out, err, report)
     _print_project_number(out, defs, target, report.project_number)
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if report.ok and not hardened.failed else 1)
+
+
+def _domain_hardening_plan(out: Console, err: Console, clients, target):
+    """The default compute accounts of domain projects still to disable (printed)."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from konfig.gcp import default_sa
+
+    try:
+        accounts = default_sa.observe(clients, target.control_plane, list(target.domain_projects))
+    except GoogleAPICallError as error:
+        err.print(f"[yellow]warning:[/] cannot read the domain projects' default compute service "
+                  f"accounts: {error.message or error}")
+        return []
+    changes = default_sa.plan(accounts)
+    for change in changes:
+        what = " and ".join(w for w, on in (("disable", change.disable),
+                                             ("remove its roles/editor grant", change.remove_editor)) if on)
+        out.print(f"domain project {change.account.project_id}: {what} "
+                  f"({change.account.email})")
+    for note in default_sa.notes(accounts):
+        out.print(f"[dim]note: {note}[/]")
+    return changes
+
+
+def _harden(out: Console, err: Console, clients, changes):
+    from konfig.gcp import default_sa
+
+    report = default_sa.apply(clients, changes)
+    for line in report.done:
+        out.print(f"[green]done:[/] {line}")
+    for line in report.failed:
+        err.print(f"[red]error:[/] {line}")
+    return report
 
 
 def _plan_or_exit(err: Console, clients, target):

@@ -90,6 +90,7 @@ def run_checks(clients: GcpClients, target: BootstrapTarget) -> list[CheckResult
         _check_folder_roles,
         _check_billing_roles,
         _check_compute_default_sa,
+        _check_domain_default_sas,
         _check_parent_permissions,
         _check_folder_permissions,
         _check_project_permissions,
@@ -355,6 +356,37 @@ def _check_compute_default_sa(
         f"{email} enabled",
         f"gcloud iam service-accounts disable {email}, or {_bootstrap_fix(target)}",
     )
+
+
+def _check_domain_default_sas(
+    clients: GcpClients, target: BootstrapTarget, facts: _Facts
+) -> CheckResult:
+    """Projects of the domain environments whose Compute Engine default account is enabled or
+    still holds roles/editor (konfig/gcp/default_sa.py)."""
+    from konfig.gcp import default_sa
+
+    title = "Compute Engine default service account disabled in domain projects"
+    if not target.domain_projects:
+        return _ok("domain-default-sa", title, "no domain projects")
+    accounts = default_sa.observe(clients, target.control_plane, list(target.domain_projects))
+    active = [a for a in accounts if a.active]
+    hidden = [a.project_id for a in accounts if not a.visible]
+    if active:
+        detail = "; ".join(
+            f"{a.project_id}: {a.email} "
+            + " and ".join(w for w, on in (("enabled", a.enabled), ("holds roles/editor", a.editor)) if on)
+            for a in active)
+        return CheckResult("domain-default-sa", title, Status.MISSING, detail,
+                           _bootstrap_fix(target) + " (disables it and removes its Editor grant)")
+    unknown = [a.project_id for a in accounts if a.visible and a.editor is None]
+    if unknown:
+        return CheckResult("domain-default-sa", title, Status.UNKNOWN,
+                           "IAM policy not readable: " + ", ".join(unknown),
+                           "ask for roles/iam.securityReviewer on those projects")
+    seen = len(accounts) - len(hidden)
+    detail = f"{seen} of {len(accounts)} projects checked" + (
+        f"; not visible yet: {', '.join(hidden)}" if hidden else "")
+    return _ok("domain-default-sa", title, detail)
 
 
 def _permissions_result(

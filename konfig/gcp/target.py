@@ -17,9 +17,10 @@ from konfig.model.controlplane import ControlPlane
 REQUIRED_SERVICES: tuple[str, ...] = CONTROL_PLANE_SERVICES
 FOLDER_ROLES: tuple[str, ...] = tuple(sorted(CONTROL_PLANE_FOLDER_ROLES))
 
-#: Role of the controller's service account on the billing account, to link the projects it
-#: creates. Source: https://cloud.google.com/billing/docs/how-to/billing-access
-BILLING_ROLES: tuple[str, ...] = ("roles/billing.user",)
+#: Roles of the controller's service account on the billing account: link the projects it
+#: creates (billing.user) and manage the domains' and platforms' budgets (billing.costsManager).
+#: Source: https://cloud.google.com/billing/docs/how-to/billing-access
+BILLING_ROLES: tuple[str, ...] = ("roles/billing.costsManager", "roles/billing.user")
 
 
 def compute_default_service_account(project_number: str) -> str:
@@ -48,6 +49,9 @@ class BootstrapTarget:
     billing_roles: tuple[str, ...] = BILLING_ROLES
     project_number: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Projects of the domain environments (their default compute account is disabled and
+    #: checked by doctor); empty when built from a ControlPlane alone.
+    domain_projects: tuple[str, ...] = ()
 
     @classmethod
     def from_control_plane(cls, control_plane: ControlPlane) -> "BootstrapTarget":
@@ -65,6 +69,16 @@ class BootstrapTarget:
             project_number=gcp.project_number,
             labels={LABEL_CONTROL_PLANE: control_plane.name},
         )
+
+    @classmethod
+    def from_definitions(cls, defs) -> "BootstrapTarget":
+        """The target of a whole tree: the control plane's, plus its domain projects."""
+        from dataclasses import replace
+
+        from konfig.gcp.default_sa import domain_project_ids
+
+        return replace(cls.from_control_plane(defs.control_plane),
+                       domain_projects=tuple(domain_project_ids(defs)))
 
     @property
     def billing_account_name(self) -> str:
