@@ -44,6 +44,15 @@ BillingOpt = Annotated[
         show_default=False,
     ),
 ]
+ContainerOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--container-endpoint",
+        envvar="KONFIG_GCP_CONTAINER_ENDPOINT",
+        help=_ENDPOINT_HELP,
+        show_default=False,
+    ),
+]
 IamOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -65,7 +74,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _target_and_clients(
-    err: Console, path: Path, rm: str | None, su: str | None, billing: str | None, iam: str | None
+    err: Console, path: Path, rm: str | None, su: str | None, billing: str | None, iam: str | None,
+    container: str | None = None,
 ):
     """Load the ControlPlane from ``path`` and connect; exit 1 on bad definitions or no
     credentials."""
@@ -78,7 +88,8 @@ def _target_and_clients(
     target = BootstrapTarget.from_definitions(defs)
     try:
         clients = connect(
-            Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam)
+            Endpoints(resource_manager=rm, service_usage=su, billing=billing, iam=iam,
+                      container=container)
         )
     except DefaultCredentialsError as error:
         err.print(f"[red]error:[/] no Google credentials: {error}")
@@ -94,40 +105,156 @@ def bootstrap(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
     ] = False,
+    cluster: Annotated[
+        bool, typer.Option("--cluster/--no-cluster",
+                           help="Also create or adopt the control-plane GKE cluster.")
+    ] = True,
+    network: Annotated[
+        Optional[str], typer.Option("--network", help="Network of the cluster's nodes "
+                                    "(projects/P/global/networks/N); default: the definitions' "
+                                    "shared network, else the project's default network.")
+    ] = None,
+    subnetwork: Annotated[
+        Optional[str], typer.Option("--subnetwork", help="Subnetwork of the cluster's nodes "
+                                    "(projects/P/regions/R/subnetworks/S).")
+    ] = None,
+    install: Annotated[
+        bool, typer.Option("--install", help="Run the printed install commands (gcloud, kubectl "
+                           "and helm must be on PATH) once the cluster is running.")
+    ] = False,
+    image: Annotated[
+        Optional[str], typer.Option("--image", help="Operator image (repository[:tag]); default: "
+                                    "spec.gitlab.cliImage.")
+    ] = None,
     resourcemanager_endpoint: ResourceManagerOpt = None,
     serviceusage_endpoint: ServiceUsageOpt = None,
     billing_endpoint: BillingOpt = None,
     iam_endpoint: IamOpt = None,
+    container_endpoint: ContainerOpt = None,
 ) -> None:
-    """Create or adopt the control-plane folder and project, before Config Connector exists.
+    """Create or adopt the control plane's GCP foundation (folder, project, APIs, identities),
+    disable the default compute service account of the domain projects, and create or adopt the
+    control-plane GKE cluster (Workload Identity, Config Connector add-on, private nodes).
 
-    Idempotent and additive: prints the plan, applies it, and prints the project number to put
-    in spec.gcp.projectNumber. Exit 1 if a step failed or the plan is blocked.
+    Idempotent and additive: prints the plan, applies it, waits for the cluster, and prints (or
+    runs, with --install) the Helm install of Konfig, and the project number to put in
+    spec.gcp.projectNumber. Exit 1 if a step failed or the plan is blocked.
     """
     from konfig.gcp import bootstrap as gcp_bootstrap
+    from konfig.gcp import cluster as gcp_cluster
 
     out, err = Console(), Console(stderr=True)  # per run: reads the terminal width now
     defs, target, clients = _target_and_clients(
-        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint,
+        container_endpoint,
     )
+    cluster_target = gcp_cluster.ClusterTarget(
+        control_plane=target.control_plane, project_id=target.project_id,
+        location=defs.control_plane.spec.gcp.default_region,
+        network=network, subnetwork=subnetwork)
     try:
         plan = _plan_or_exit(err, clients, target)
         _print_plan(out, err, plan)
         hardening = _domain_hardening_plan(out, err, clients, target)
-        if plan.blockers or dry_run or not (plan.steps or hardening):
-            if dry_run and not plan.blockers:
+        cluster_plan = _cluster_plan(out, err, clients, cluster_target) if cluster else None
+        blocked = bool(plan.blockers or (cluster_plan and cluster_plan.blockers))
+        if blocked or dry_run:
+            if dry_run and not blocked:
                 out.print("[yellow]dry run:[/] nothing changed")
             project = plan.observed.project
             _print_project_number(out, defs, target, project.number if project else None)
-            raise typer.Exit(1 if plan.blockers else 0)
+            raise typer.Exit(1 if blocked else 0)
         report = gcp_bootstrap.apply(clients, plan)
         hardened = _harden(out, err, clients, hardening)
+        cluster_ok = True
+        if cluster_plan is not None and report.ok:
+            if plan.steps:  # the project may be new: observe the cluster side again
+                cluster_plan = _cluster_plan(out, err, clients, cluster_target, quiet=True)
+            cluster_ok = _apply_cluster(out, err, clients, cluster_plan)
     finally:
         clients.close()
     if plan.steps:
         _print_report(out, err, report)
     _print_project_number(out, defs, target, report.project_number)
-    raise typer.Exit(0 if report.ok and not hardened.failed else 1)
+    ok = report.ok and not hardened.failed and cluster_ok
+    if ok and cluster_plan is not None:
+        ok = _install(out, err, defs, target, cluster_target, image=image, run=install)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _cluster_plan(out: Console, err: Console, clients, target, *, quiet: bool = False):
+    """Observe and diff the cluster; print the plan (unless ``quiet``); exit 1 on read errors."""
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from konfig.gcp import cluster as gcp_cluster
+
+    try:
+        plan = gcp_cluster.diff(target, gcp_cluster.observe(clients, target))
+    except GoogleAPICallError as error:
+        err.print(f"[red]error:[/] cannot read the control-plane cluster: {error.message or error}")
+        raise typer.Exit(1) from None
+    for blocker in plan.blockers:
+        err.print(f"[red]blocked:[/] {blocker}")
+    if quiet:
+        return plan
+    for note in plan.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    if not plan.steps and not plan.blockers:
+        out.print(f"cluster {target.full_name}: [green]up to date[/]")
+    for number, step in enumerate(plan.steps, 1):
+        out.print(f"cluster step {number}: {step.action.value} {step.target} {step.detail}".rstrip())
+    return plan
+
+
+def _apply_cluster(out: Console, err: Console, clients, plan) -> bool:
+    from konfig.gcp import cluster as gcp_cluster
+
+    if plan.blockers:
+        return False
+    report = gcp_cluster.apply(clients, plan)
+    for step, outcome, message in report.results:
+        style = _OUTCOME_STYLE[outcome]
+        line = f"cluster: {step.action.value} [{style}]{outcome}[/] {message}".rstrip()
+        (err if outcome == "failed" else out).print(line, soft_wrap=True)
+    return report.ok
+
+
+def _install(out: Console, err: Console, defs, target, cluster_target, *, image, run: bool) -> bool:
+    """Print the install commands, or run them with ``run``; False when a command failed."""
+    import subprocess
+
+    from konfig.gcp import cluster as gcp_cluster
+    from konfig.resources import bundled_dir
+
+    image = image or defs.control_plane.spec.gitlab.cli_image
+    commands = gcp_cluster.install_commands(
+        cluster_target, chart=bundled_dir("charts") / "konfig",
+        gitlab_url=defs.control_plane.spec.gitlab.url, image=image,
+        controller_email=target.service_account_email)
+    if not run:
+        out.print("Install Konfig on the cluster:")
+        for command in commands:
+            out.print(gcp_cluster.shell_line(command), soft_wrap=True, highlight=False, markup=False)
+        return True
+    if image is None:
+        err.print("[red]error:[/] --install needs the operator image: --image or spec.gitlab.cliImage")
+        return False
+    for command in commands:
+        out.print(f"$ {gcp_cluster.shell_line(command)}", soft_wrap=True, highlight=False, markup=False)
+        stdin = gcp_cluster.CONFIG_CONNECTOR_MANIFEST if command[0] == "kubectl" else None
+        try:
+            done = subprocess.run(command, input=stdin, text=True, timeout=1800, check=False)
+        except FileNotFoundError:
+            err.print(f"[red]error:[/] {command[0]} is not on PATH")
+            return False
+        except subprocess.TimeoutExpired:
+            err.print(f"[red]error:[/] {command[0]} did not finish in 30 minutes")
+            return False
+        if done.returncode != 0:
+            err.print(f"[red]error:[/] {command[0]} exited with {done.returncode}")
+            return False
+    out.print("[green]Konfig is installed[/]: apply the definitions with `konfig apply`.")
+    return True
 
 
 def _domain_hardening_plan(out: Console, err: Console, clients, target):
@@ -185,6 +312,7 @@ def doctor(
     serviceusage_endpoint: ServiceUsageOpt = None,
     billing_endpoint: BillingOpt = None,
     iam_endpoint: IamOpt = None,
+    container_endpoint: ContainerOpt = None,
 ) -> None:
     """Check, read-only, that GCP is ready for `konfig bootstrap` (or matches it): parent,
     billing account, folder, project, APIs, roles and your permissions. Exit 1 if anything is
@@ -193,7 +321,8 @@ def doctor(
 
     out, err = Console(), Console(stderr=True)
     _, target, clients = _target_and_clients(
-        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint
+        err, path, resourcemanager_endpoint, serviceusage_endpoint, billing_endpoint, iam_endpoint,
+        container_endpoint,
     )
     try:
         results = run_checks(clients, target)

@@ -2,7 +2,7 @@
 
 Real GCP: Application Default Credentials (``google.auth.default()``), default endpoints.
 Fakes (``konfig.sandbox``): ``AnonymousCredentials``, ``api_endpoint="http://127.0.0.1:PORT"``
-and ``transport="rest"`` for Resource Manager, Service Usage and Cloud Billing; an insecure
+and ``transport="rest"`` for Resource Manager, Service Usage, Cloud Billing and GKE; an insecure
 gRPC channel for the IAM admin API, whose client library has only a gRPC transport.
 """
 
@@ -17,7 +17,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.api_core.retry import Retry
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import billing_v1, iam_admin_v1, resourcemanager_v3, service_usage_v1
+from google.cloud import billing_v1, container_v1, iam_admin_v1, resourcemanager_v3, service_usage_v1
 from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
 
 #: Environment variables naming emulator endpoints (unset: the real API).
@@ -25,6 +25,7 @@ ENV_RESOURCE_MANAGER = "KONFIG_GCP_RESOURCEMANAGER_ENDPOINT"
 ENV_SERVICE_USAGE = "KONFIG_GCP_SERVICEUSAGE_ENDPOINT"
 ENV_BILLING = "KONFIG_GCP_BILLING_ENDPOINT"
 ENV_IAM = "KONFIG_GCP_IAM_ENDPOINT"
+ENV_CONTAINER = "KONFIG_GCP_CONTAINER_ENDPOINT"
 #: First wait, in seconds, between polls of a long-running operation and between retries.
 ENV_BACKOFF = "KONFIG_GCP_BACKOFF_SECONDS"
 
@@ -41,6 +42,7 @@ class Endpoints:
     service_usage: str | None = None
     billing: str | None = None
     iam: str | None = None
+    container: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Endpoints":
@@ -50,6 +52,7 @@ class Endpoints:
             service_usage=env.get(ENV_SERVICE_USAGE) or None,
             billing=env.get(ENV_BILLING) or None,
             iam=env.get(ENV_IAM) or None,
+            container=env.get(ENV_CONTAINER) or None,
         )
 
 
@@ -68,6 +71,7 @@ class GcpClients:
     service_usage: service_usage_v1.ServiceUsageClient
     billing: billing_v1.CloudBillingClient
     iam: iam_admin_v1.IAMClient
+    container: container_v1.ClusterManagerClient
     backoff_seconds: float = 1.0
     operation_timeout: float = 600.0
 
@@ -87,6 +91,7 @@ class GcpClients:
             self.service_usage,
             self.billing,
             self.iam,
+            self.container,
         ):
             client.transport.close()
 
@@ -137,5 +142,6 @@ def connect(
         service_usage=rest(service_usage_v1.ServiceUsageClient, endpoints.service_usage),
         billing=rest(billing_v1.CloudBillingClient, endpoints.billing),
         iam=iam,
+        container=rest(container_v1.ClusterManagerClient, endpoints.container),
         backoff_seconds=backoff_seconds,
     )

@@ -91,6 +91,7 @@ def run_checks(clients: GcpClients, target: BootstrapTarget) -> list[CheckResult
         _check_billing_roles,
         _check_compute_default_sa,
         _check_domain_default_sas,
+        _check_cluster,
         _check_parent_permissions,
         _check_folder_permissions,
         _check_project_permissions,
@@ -356,6 +357,33 @@ def _check_compute_default_sa(
         f"{email} enabled",
         f"gcloud iam service-accounts disable {email}, or {_bootstrap_fix(target)}",
     )
+
+
+def _check_cluster(clients: GcpClients, target: BootstrapTarget, facts: _Facts) -> CheckResult:
+    """The control-plane GKE cluster: Konfig's label, Workload Identity, Config Connector."""
+    from konfig.gcp.cluster import CLUSTER_NAME
+
+    name = f"projects/{target.project_id}/locations/{target.region}/clusters/{CLUSTER_NAME}"
+    title = f"control-plane cluster {CLUSTER_NAME} in {target.region}"
+    if facts.project is None or not target.region:
+        return CheckResult("cluster", title, Status.UNKNOWN, "no project yet")
+    try:
+        cluster = clients.container.get_cluster(name=name)
+    except api_exceptions.NotFound:
+        return CheckResult("cluster", title, Status.MISSING, "absent", _bootstrap_fix(target))
+    owner = dict(cluster.resource_labels).get(LABEL_CONTROL_PLANE)
+    wrong = []
+    if owner != target.control_plane:
+        wrong.append(f"labelled {LABEL_CONTROL_PLANE}={owner}" if owner else "no Konfig label")
+    if cluster.workload_identity_config.workload_pool != f"{target.project_id}.svc.id.goog":
+        wrong.append("Workload Identity off")
+    if not cluster.addons_config.config_connector_config.enabled:
+        wrong.append("Config Connector add-on off")
+    if wrong:
+        fix = (f"label it {LABEL_CONTROL_PLANE}={target.control_plane} to let bootstrap adopt it"
+               if owner != target.control_plane else _bootstrap_fix(target))
+        return CheckResult("cluster", title, Status.MISSING, "; ".join(wrong), fix)
+    return _ok("cluster", title, f"{cluster.status.name}, endpoint {cluster.endpoint}")
 
 
 def _check_domain_default_sas(

@@ -52,6 +52,8 @@ class BootstrapTarget:
     #: Projects of the domain environments (their default compute account is disabled and
     #: checked by doctor); empty when built from a ControlPlane alone.
     domain_projects: tuple[str, ...] = ()
+    #: The control plane's default region: where its GKE cluster runs.
+    region: str = ""
 
     @classmethod
     def from_control_plane(cls, control_plane: ControlPlane) -> "BootstrapTarget":
@@ -68,6 +70,7 @@ class BootstrapTarget:
             billing_account=gcp.billing_account,
             project_number=gcp.project_number,
             labels={LABEL_CONTROL_PLANE: control_plane.name},
+            region=gcp.default_region,
         )
 
     @classmethod

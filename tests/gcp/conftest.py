@@ -9,6 +9,7 @@ from ruamel.yaml import YAML
 from konfig.gcp.clients import Endpoints, connect
 from konfig.gcp.target import BootstrapTarget
 from konfig.model.controlplane import ControlPlane
+from konfig.sandbox.fake_container import FakeContainer
 from konfig.sandbox.fake_iam import FakeIam
 from konfig.sandbox.fake_resourcemanager import FakeResourceManager
 
@@ -26,6 +27,10 @@ WRITE_RPCS = frozenset(
         "CreateServiceAccount",
         "DisableServiceAccount",
         "EnableServiceAccount",
+        "CreateCluster",
+        "UpdateCluster",
+        "SetAddonsConfig",
+        "SetLabels",
     }
 )
 
@@ -54,6 +59,7 @@ class Fakes:
         self.rm = FakeResourceManager(
             operation_polls=2, on_service_enabled=self.iam.on_service_enabled
         ).start()
+        self.gke = FakeContainer(operation_polls=2).start()
 
     @property
     def endpoints(self) -> Endpoints:
@@ -62,6 +68,7 @@ class Fakes:
             service_usage=self.rm.endpoint,
             billing=self.rm.endpoint,
             iam=self.iam.target,
+            container=self.gke.endpoint,
         )
 
     @property
@@ -71,16 +78,18 @@ class Fakes:
             "KONFIG_GCP_SERVICEUSAGE_ENDPOINT": self.rm.endpoint,
             "KONFIG_GCP_BILLING_ENDPOINT": self.rm.endpoint,
             "KONFIG_GCP_IAM_ENDPOINT": self.iam.target,
+            "KONFIG_GCP_CONTAINER_ENDPOINT": self.gke.endpoint,
             "KONFIG_GCP_BACKOFF_SECONDS": "0.01",
         }
 
     def writes(self) -> list[str]:
         """Calls, to either fake, that change state."""
-        return [c for c in self.rm.calls + self.iam.calls if c in WRITE_RPCS]
+        return [c for c in self.rm.calls + self.iam.calls + self.gke.calls if c in WRITE_RPCS]
 
     def stop(self) -> None:
         self.rm.stop()
         self.iam.stop()
+        self.gke.stop()
 
 
 @pytest.fixture

@@ -32,8 +32,12 @@ def test_before_bootstrap_reports_what_is_missing_and_how_to_fix_it(fakes, clien
 
 
 def test_after_bootstrap_everything_is_ok(fakes, clients, target):
+    from konfig.gcp import cluster
+
     report = apply(clients, diff(target, observe(clients, target)))
     assert report.ok
+    cluster_target = cluster.ClusterTarget("acme", target.project_id, target.region)
+    assert cluster.apply(clients, cluster.diff(cluster_target, cluster.observe(clients, cluster_target))).ok
     recorded = dataclasses.replace(target, project_number=report.project_number)
 
     results = run_checks(clients, recorded)
