@@ -6,6 +6,8 @@ every problem found to the collector (nothing stops at the first problem).
 
 from __future__ import annotations
 
+import re
+
 from typing import Iterable
 
 from konfig.compile import naming
@@ -345,6 +347,49 @@ def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -
     for i, dep in enumerate(spec.dependencies):
         _check_dependency(defs, workload, i, dep, problems)
     _check_variables(defs, workload, problems)
+    _check_runtime(defs, domain, workload, problems)
+
+
+#: The API each runtime needs in the domain's projects (Cloud Run's is checked with the network).
+RUNTIME_SERVICES = {"dataflow": "dataflow.googleapis.com"}
+_VARIABLE_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _check_runtime(defs: Definitions, domain: Domain, workload: Workload, problems: Problems) -> None:
+    """A Dataflow workload declares its Flex Template (``spec.dataflow``) and only then; its
+    parameters name only variables the workload has; the runtime's API is enabled."""
+    spec = workload.spec
+    if spec.runtime == "dataflow" and spec.dataflow is None:
+        problems.add(workload.locate("spec.runtime"),
+                     "a dataflow workload declares its Flex Template: add spec.dataflow with mode "
+                     "(streaming or batch) and the template's parameters; spec.image is the "
+                     "template's launcher image")
+    if spec.runtime != "dataflow":
+        if spec.dataflow is not None:
+            problems.add(workload.locate("spec.dataflow"),
+                         f"spec.dataflow is for runtime dataflow, not {spec.runtime!r}")
+        for env, override in spec.environments.items():
+            if override.dataflow is not None:
+                problems.add(workload.locate(f"spec.environments.{env}.dataflow"),
+                             f"spec.dataflow is for runtime dataflow, not {spec.runtime!r}")
+    service = RUNTIME_SERVICES.get(spec.runtime)
+    if service and service not in defs.services(domain):
+        problems.add(workload.locate("spec.runtime"),
+                     f"runtime {spec.runtime} needs {service}, which domain {domain.name!r} does "
+                     "not enable")
+    if spec.dataflow is None:
+        return
+    known = set(_injected_variables(defs, workload)) | set(spec.env)
+    sources = [("spec.dataflow.parameters", spec.dataflow.parameters)] + [
+        (f"spec.environments.{e}.dataflow.parameters", (o.dataflow.parameters or {}))
+        for e, o in spec.environments.items() if o.dataflow is not None]
+    for field, parameters in sources:
+        for name, value in parameters.items():
+            for variable in _VARIABLE_REFERENCE.findall(value):
+                if variable not in known:
+                    problems.add(workload.locate(f"{field}.{name}"),
+                                 f"$({variable}) is not a variable of this workload (its env and the "
+                                 f"injected ones: {', '.join(sorted(known))})")
 
 
 def _effective_image(workload: Workload, env: str) -> str | None:

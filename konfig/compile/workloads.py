@@ -237,13 +237,15 @@ def _resource_binding(t: Target, resource: str, role: str, target: KubeObject | 
 
 
 def _runtime(ctx: CompileContext, t: Target, env: dict[str, str], callers: list[Target], labels) -> list[KubeObject]:
+    from konfig.compile import runtimes
+
     if t.spec.runtime == "dataflow":
-        return []  # jobs are launched by the pipeline as the workload's service account
+        return runtimes.dataflow(ctx, t, env, labels)  # buckets and grants even before an image
     if not t.spec.image:
         ctx.notes.append(f"{t.namespace}/{t.workload.name}: no image yet, runtime not rendered")
         return []
     if t.spec.runtime == "gke":
-        return _gke(ctx, t, env, labels)
+        return runtimes.gke(ctx, t, env, labels)
     return _cloud_run(ctx, t, env, callers, labels)
 
 
@@ -317,44 +319,3 @@ def _member_slug(member: str) -> str:
     """``serviceAccount:wl-a@acme-shop-prod.iam.gserviceaccount.com`` → ``wl-a-acme-shop-prod``
     (unique per caller: account and project), ``allUsers`` → ``allusers``."""
     return member.split(":", 1)[-1].removesuffix(".iam.gserviceaccount.com").replace("@", "-")
-
-
-def _gke(ctx: CompileContext, t: Target, env, labels) -> list[KubeObject]:
-    spec = t.spec
-    name = t.workload.name
-    selector = {"app.kubernetes.io/name": name}
-    pod_labels = {**labels, **selector}
-    container: dict[str, Any] = {
-        "name": name, "image": spec.image,
-        "ports": [{"containerPort": spec.container.port, "name": "http"}],
-        "env": _env_list(env),
-        "resources": {"limits": {"cpu": spec.container.cpu, "memory": spec.container.memory},
-                      "requests": {"cpu": spec.container.cpu, "memory": spec.container.memory}},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                            "readOnlyRootFilesystem": True},
-    }
-    if spec.container.command:
-        container["command"] = list(spec.container.command)
-    if spec.container.args:
-        container["args"] = list(spec.container.args)
-    return [
-        kube_object("v1", "ServiceAccount", name, namespace=t.namespace, labels=labels,
-                    annotations={"iam.gke.io/gcp-service-account": t.service_account_email}),
-        policy_member(
-            object_name(name, "workload-identity"), namespace=t.namespace, labels=labels,
-            resource_ref={"apiVersion": IAM, "kind": "IAMServiceAccount", "name": t.service_account_id},
-            role="roles/iam.workloadIdentityUser",
-            member=f"serviceAccount:{ctx.cp_project_id}.svc.id.goog[{t.namespace}/{name}]"),
-        kube_object(
-            "apps/v1", "Deployment", name, namespace=t.namespace, labels=labels,
-            spec={"replicas": max(spec.scaling.min, 1),
-                  "selector": {"matchLabels": selector},
-                  "template": {"metadata": {"labels": pod_labels},
-                               "spec": {"serviceAccountName": name, "containers": [container]}}},
-        ),
-        kube_object(
-            "v1", "Service", name, namespace=t.namespace, labels=labels,
-            spec={"selector": selector,
-                  "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-        ),
-    ]

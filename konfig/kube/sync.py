@@ -26,7 +26,8 @@ FAILED, CONFLICT, WAITING, KEPT = "failed", "conflict", "waiting", "kept"
 _PLANNED = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED, "delete": DELETED,
             "conflict": CONFLICT, "wait": WAITING, "keep": KEPT}
 #: Core kinds Konfig renders, always checked for pruning.
-_CORE_RENDERED = ("Namespace", "ServiceAccount", "Service", "Deployment", "RoleBinding")
+_CORE_RENDERED = ("Namespace", "ServiceAccount", "Service", "Deployment", "RoleBinding",
+                  "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy")
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,29 @@ ResourceName = Annotated[
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi)?$")]
 
 
+HealthPath = Annotated[str, StringConstraints(pattern=r"^/[-a-zA-Z0-9_./?=&]*$")]
+
+
 class Container(KonfigModel):
     port: int = Field(default=8080, ge=1, le=65535)
     cpu: Quantity = "1"
     memory: Quantity = "512Mi"
     command: list[str] | None = None
     args: list[str] | None = None
+    health_path: HealthPath | None = Field(
+        default=None,
+        description="HTTP path answering 200 when healthy (GKE readiness and liveness probes); "
+        "without it the probes open a TCP connection to the port.",
+    )
 
 
 class Scaling(KonfigModel):
     min: int = Field(default=0, ge=0, le=1000)
     max: int = Field(default=10, ge=1, le=1000)
+    cpu_target: int = Field(
+        default=70, ge=10, le=100,
+        description="GKE: average CPU use, in percent of the requests, the autoscaler aims at.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "Scaling":
@@ -103,11 +115,39 @@ class ContainerPatch(KonfigModel):
     memory: Quantity | None = None
     command: list[str] | None = None
     args: list[str] | None = None
+    health_path: HealthPath | None = None
 
 
 class ScalingPatch(KonfigModel):
     min: int | None = Field(default=None, ge=0, le=1000)
     max: int | None = Field(default=None, ge=1, le=1000)
+    cpu_target: int | None = Field(default=None, ge=10, le=100)
+
+
+#: Dataflow parameter names as Flex Templates declare them (metadata.json ``parameters[].name``).
+ParameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+
+
+class Dataflow(KonfigModel):
+    """The Flex Template a ``runtime: dataflow`` workload runs. Its launcher image is
+    ``spec.image`` (built once by CI, promoted by digest); the job's parameters may name
+    injected variables as ``$(NAME)`` (``$(STOCK_FEED_SUBSCRIPTION)``), resolved per
+    environment."""
+
+    mode: Literal["streaming", "batch"] = Field(
+        description="streaming (runs until drained) or batch (runs once per launch)."
+    )
+    parameters: dict[ParameterName, str] = Field(default_factory=dict)
+    machine_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")] | None = None
+    max_workers: int | None = Field(
+        default=None, ge=1, le=1000, description="Defaults to spec.scaling.max."
+    )
+
+
+class DataflowPatch(KonfigModel):
+    parameters: dict[ParameterName, str] | None = None
+    machine_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$")] | None = None
+    max_workers: int | None = Field(default=None, ge=1, le=1000)
 
 
 class WorkloadOverride(KonfigModel):
@@ -117,6 +157,7 @@ class WorkloadOverride(KonfigModel):
     container: ContainerPatch | None = None
     scaling: ScalingPatch | None = None
     env: dict[EnvVarName, str] | None = None
+    dataflow: DataflowPatch | None = None
 
 
 IMAGE_RE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$"
@@ -136,6 +177,9 @@ class WorkloadSpec(KonfigModel):
     resources: list[ResourceRequest] = Field(default_factory=list)
     dependencies: list[Dependency] = Field(default_factory=list)
     environments: dict[EnvironmentName, WorkloadOverride] = Field(default_factory=dict)
+    dataflow: Dataflow | None = Field(
+        default=None, description="runtime dataflow: the Flex Template job (mode, parameters)."
+    )
 
     @field_validator("resources")
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
+import referencing.exceptions
 import pydantic
 import pytest
 import typer
@@ -118,8 +119,11 @@ def _check_node(node: dict[str, Any], path: str, problems: list[str]) -> None:
         if path.startswith(".metadata"):
             problems.append(f"{where}: defaults under metadata")
         bare = {k: v for k, v in node.items() if k != "default"}
-        if not jsonschema.Draft4Validator(_as_json_schema(bare)).is_valid(node["default"]):
-            problems.append(f"{where}: default {node['default']!r} does not validate")
+        try:
+            if not jsonschema.Draft4Validator(_as_json_schema(bare)).is_valid(node["default"]):
+                problems.append(f"{where}: default {node['default']!r} does not validate")
+        except referencing.exceptions.Unresolvable:  # a $ref, itself reported above
+            problems.append(f"{where}: default {node['default']!r} cannot be checked through a $ref")
     if node.get("x-kubernetes-list-type") == "map":
         items = node.get("items", {})
         for key in node.get("x-kubernetes-list-map-keys", []):
@@ -205,7 +209,7 @@ spec:
   services: [run.googleapis.com, sqladmin.googleapis.com]
   groups:
     - {group: platform-admins@acme.com, role: owner, samlGroupName: platform-admins}
-  breakGlass: {maxDuration: 2h, roles: [roles/run.admin]}
+  breakGlass: {maxDuration: 2h, roles: [roles/run.admin], privilegedAccessManager: true}
   network: {environments: {dev: {cidr: 10.10.0.0/16, projectId: acme-net-dev}}}
   ingress: {host: api.acme.com, environments: {stage: {host: staging.acme.com}}}
 ---
@@ -216,6 +220,7 @@ spec:
   displayName: Retail
   services: [run.googleapis.com]
   groups: [{group: retail-leads@acme.com, role: maintainer, samlGroupName: retail-leads}]
+  budget: {monthly: 10000, currency: EUR}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Domain
@@ -228,6 +233,7 @@ spec:
   groups: [{group: ecommerce-devs@acme.com, role: developer, samlGroupName: ecommerce-devs}]
   workloads: [checkout, cart]
   projectIds: {prod: acme-shop-prod}
+  budget: {monthly: 2000.5, currency: USD}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Workload
@@ -237,19 +243,21 @@ spec:
   domain: ecommerce
   runtime: gke
   image: us-docker.pkg.dev/acme-cp/ecommerce/checkout@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-  container: {port: 9000, cpu: 500m, memory: 1Gi, command: [/app/server], args: [--verbose]}
-  scaling: {min: 1, max: 5}
+  container: {port: 9000, cpu: 500m, memory: 1Gi, command: [/app/server], args: [--verbose], healthPath: /healthz}
+  scaling: {min: 1, max: 5, cpuTarget: 60}
   ingress: {visibility: external, path: /checkout}
   env: {LOG_LEVEL: info}
   resources:
     - {name: orders, template: cloudsql-postgres, access: readwrite, params: {tier: db-custom-2-7680, ha: true}}
   dependencies: [{workload: payments-api, domain: payments}]
+  dataflow: {mode: streaming, parameters: {input: $(LOG_LEVEL)}, machineType: n2-standard-2, maxWorkers: 3}
   environments:
     prod:
       image: us-docker.pkg.dev/acme-cp/ecommerce/checkout:v1
-      container: {port: 9001, cpu: "2", memory: 2Gi, command: [/app/server], args: [--prod]}
-      scaling: {min: 2, max: 20}
+      container: {port: 9001, cpu: "2", memory: 2Gi, command: [/app/server], args: [--prod], healthPath: /ready}
+      scaling: {min: 2, max: 20, cpuTarget: 80}
       env: {LOG_LEVEL: warn}
+      dataflow: {parameters: {input: x}, machineType: n2-standard-4, maxWorkers: 9}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: ResourceTemplate
@@ -316,6 +324,7 @@ spec:
     - {group: ecommerce-oncall@acme.com, role: owner}
   workloads: [checkout, cart]
   projectIds: {prod: acme-shop-prod}
+  budget: {monthly: 2000.5, currency: USD}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Workload
