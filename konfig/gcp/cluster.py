@@ -35,17 +35,18 @@ from pathlib import Path
 from google.api_core import exceptions as api_exceptions
 from google.cloud import container_v1, iam_admin_v1
 
+from konfig.compile.naming import CLUSTER_NODE_SERVICE_ACCOUNT_ID
 from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE
 from konfig.gcp import lookups
 from konfig.gcp.clients import GcpClients
 from konfig.gcp.policy import ensure_member, missing_roles, unconditional_bindings
 
 CLUSTER_NAME = "konfig"  # also KONFIG_CLUSTER, the CI variable (konfig/compile/gitlab.py)
-NODE_SERVICE_ACCOUNT_ID = "konfig-nodes"
-#: Least-privilege node roles (the hardening guide above), plus pulling the domains' images
-#: from the control-plane project's Artifact Registry.
+#: The node account; the compiler grants it image pulls on the repositories of domains that run
+#: GKE workloads only (konfig/compile/network.py), so nothing wider is granted here.
+NODE_SERVICE_ACCOUNT_ID = CLUSTER_NODE_SERVICE_ACCOUNT_ID
+#: Least-privilege node roles (the hardening guide above).
 NODE_ROLES = (
-    "roles/artifactregistry.reader",
     "roles/autoscaling.metricsWriter",
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
