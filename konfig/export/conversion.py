@@ -39,6 +39,10 @@ MANAGED_BY_CNRM = "managed-by-cnrm"
 #: attributes, not blocks. Derived from the Config Connector v1.155.0 CRDs of these kinds.
 MAP_FIELDS: dict[str, tuple[str, ...]] = {
     "BillingBudgetsBudget": ("budgetFilter.labels",),
+    "DataflowFlexTemplateJob": ("parameters", "transformNameMapping"),
+    "MonitoringAlertPolicy": ("userLabels",),
+    "MonitoringNotificationChannel": ("labels",),
+    "MonitoringUptimeCheckConfig": ("monitoredResource.filterLabels", "httpCheck.headers"),
     "ContainerCluster": (
         "nodeConfig.labels",
         "nodeConfig.linuxNodeConfig.sysctls",

@@ -241,6 +241,32 @@ def _secret(body: TfDict) -> tuple[str, TfDict]:
     return "google_secret_manager_secret", out
 
 
+def _uptime_check(body: TfDict) -> tuple[str, TfDict]:
+    """KRM names the monitored resource's labels ``filterLabels``; the provider, ``labels``
+    (google_monitoring_uptime_check_config, ``monitored_resource``)."""
+    out = dict(body)
+    resource = out.get("monitored_resource")
+    if isinstance(resource, dict) and "filter_labels" in resource:
+        resource = {("labels" if k == "filter_labels" else k): v for k, v in resource.items()}
+        out["monitored_resource"] = resource
+    return "google_monitoring_uptime_check_config", out
+
+
+def _billing_budget(body: TfDict) -> tuple[str, TfDict]:
+    """KRM's ``budgetFilter.labels`` maps a key to ``{values: [v]}`` (the API's ListValue);
+    the provider's ``budget_filter.labels`` is a plain map of one value per key."""
+    from konfig.export.hcl import HclMap
+
+    out = dict(body)
+    scope = out.get("budget_filter")
+    labels = scope.get("labels") if isinstance(scope, dict) else None
+    if labels is not None:
+        items = labels.items if isinstance(labels, HclMap) else tuple(sorted(labels.items()))
+        flat = {k: (v.get("values") or [""])[0] if isinstance(v, dict) else v for k, v in items}
+        out["budget_filter"] = {**scope, "labels": HclMap.of(flat)}
+    return "google_billing_budget", out
+
+
 #: Fix-ups by mapped Terraform type: return the public Terraform type and the adjusted body.
 ADJUSTMENTS: dict[str, Callable[[TfDict], tuple[str, TfDict]]] = {
     "google_iam_custom_role": _custom_role,
@@ -252,6 +278,8 @@ ADJUSTMENTS: dict[str, Callable[[TfDict], tuple[str, TfDict]]] = {
     "google_firestore_database": _firestore_database,
     "google_iam_workload_identity_pool_provider": _pool_provider,
     "google_secret_manager_secret": _secret,
+    "google_monitoring_uptime_check_config": _uptime_check,
+    "google_billing_budget": _billing_budget,
 }
 
 

@@ -147,3 +147,44 @@ def test_pam_entitlements_at_every_level_with_inherited_owners(tmp_path):
 
 def test_without_pam_no_entitlement(tmp_path):
     assert not _kind(_compile(tmp_path), "PrivilegedAccessManagerEntitlement")
+
+
+# ----------------------------------------------------------------------------- uptime
+
+
+def test_external_workloads_get_an_uptime_check_and_an_alert_to_the_domain_owners(example_state):
+    checks = [o for o in example_state.kubernetes if o["kind"] == "MonitoringUptimeCheckConfig"]
+    assert {(o["metadata"]["namespace"], o["metadata"]["labels"]["konfig-workload"]) for o in checks} >= {
+        ("ecommerce-prod", "checkout"), ("ecommerce-dev", "checkout")}
+    [prod] = [o for o in checks if o["metadata"]["name"] == "checkout-uptime"
+              and o["metadata"]["namespace"] == "ecommerce-prod"]
+    assert prod["spec"]["monitoredResource"] == {
+        "type": "uptime_url", "filterLabels": {"host": "shop.acme-retail.example", "project_id": "acme-shop-prod"}}
+    assert prod["spec"]["httpCheck"]["path"] == "/checkout" and prod["spec"]["httpCheck"]["useSsl"] is True
+    # Only external workloads: platform-visible payments-api has none.
+    assert not [o for o in checks if o["metadata"]["labels"]["konfig-domain"] == "payments"]
+    [policy] = [o for o in example_state.kubernetes if o["kind"] == "MonitoringAlertPolicy"
+                and o["metadata"]["namespace"] == "ecommerce-prod"]
+    [channel] = [o for o in example_state.kubernetes if o["kind"] == "MonitoringNotificationChannel"
+                 and o["metadata"]["namespace"] == "ecommerce-prod"]
+    assert channel["spec"]["labels"] == {"email_address": "ecommerce-oncall@acme-retail.example"}
+    assert policy["spec"]["notificationChannels"] == [{"name": channel["metadata"]["name"]}]
+    condition = policy["spec"]["conditions"][0]["conditionThreshold"]
+    assert "uptime_check/check_passed" in condition["filter"]
+    assert condition["aggregations"][0]["groupByFields"][0] == "metric.label.check_id"
+
+
+def test_uptime_check_uses_the_health_path_under_the_route(tmp_path):
+    cp = CONTROL_PLANE + "  ingress: {host: api.acme.com}\n"
+    workload = ("apiVersion: konfig.dev/v1alpha1\nkind: Workload\nmetadata: {name: checkout}\nspec:\n"
+                "  platform: retail\n  domain: ecommerce\n  ingress: {visibility: external, path: /shop}\n"
+                "  container: {healthPath: /healthz}\n")
+    state = _compile(tmp_path, **{"control-plane.yaml": cp, "workload.yaml": workload})
+    paths = {o["metadata"]["namespace"]: o["spec"]["httpCheck"]["path"]
+             for o in _kind(state, "MonitoringUptimeCheckConfig")}
+    assert paths == {"ecommerce-dev": "/shop/healthz", "ecommerce-stage": "/shop/healthz",
+                     "ecommerce-prod": "/shop/healthz"}
+    # Nobody owns the domain or platform: the control plane's owners are alerted.
+    channels = {o["spec"]["labels"]["email_address"] for o in _kind(state, "MonitoringNotificationChannel", "ecommerce-dev")}
+    assert channels == {"platform-admins@acme.com"}
+    assert validate_objects(state.kubernetes) == []

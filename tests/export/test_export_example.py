@@ -26,10 +26,11 @@ def test_terraform_export_of_the_example(example_state, tmp_path: Path) -> None:
     export = export_terraform(objects)
     assert export.problems == []
     cloud = _cloud_objects(objects)
-    # Only objects whose ID Google generates at creation (budgets, notification channels) have
+    # Only objects whose ID Google generates at creation (budgets, channels, alerts, checks) have
     # no import block, and each is named in a warning.
     generated = sorted(f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']}" for o in cloud
-                       if o["kind"] in ("BillingBudgetsBudget", "MonitoringNotificationChannel"))
+                       if o["kind"] in ("BillingBudgetsBudget", "MonitoringNotificationChannel",
+                                        "MonitoringAlertPolicy", "MonitoringUptimeCheckConfig"))
     assert generated
     # Dataflow jobs cannot be imported: Terraform would launch a second job, so it is said.
     jobs = sorted(f"DataflowFlexTemplateJob {o['metadata']['namespace']}/{o['metadata']['name']}"
