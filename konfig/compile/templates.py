@@ -823,7 +823,7 @@ def render_resource(
         workload:     {name, platform, domain, namespace, runtime,
                        serviceAccount: {name, email}}
         resource:     {name, access, objectName}       # objectName = "<workload>-<resource>"
-        environment:  {name, production, index}
+        environment:  {name, production, index, kmsKey, kmsKeyId}  # CMEK key, "" outside production
         domain:       {name, projectId, namespace}
         platform:     {name}
         controlPlane: {name, region, projectId}
@@ -967,6 +967,10 @@ def sample_context(
             "name": environment.name,
             "production": environment.production,
             "index": 0,
+            # The CMEK key of production environments (konfig.compile.kms), "" elsewhere.
+            "kmsKey": "konfig-cmek" if environment.production else "",
+            "kmsKeyId": (f"projects/{project}/locations/us-central1/keyRings/konfig/cryptoKeys/cmek"
+                         if environment.production else ""),
         },
         "domain": {"name": "shop", "projectId": project, "namespace": namespace},
         "platform": {"name": "retail"},

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from konfig.compile import naming
 from konfig.compile.context import CompileContext
+from konfig.compile.kms import kms_key_context
 from konfig.compile.network import template_network
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
 from konfig.compile.state import KubeObject
@@ -126,7 +127,8 @@ def _template_context(ctx: CompileContext, t: Target) -> dict[str, Any]:
                      "serviceAccount": {"name": t.service_account_id,
                                         "email": t.service_account_email}},
         "environment": {"name": t.environment.name, "production": t.environment.production,
-                        "index": ctx.cp.environment_names.index(t.environment.name)},
+                        "index": ctx.cp.environment_names.index(t.environment.name),
+                        **kms_key_context(ctx, t.domain, t.environment)},
         "domain": {"name": t.domain.name, "projectId": t.project_id, "namespace": t.namespace},
         "platform": {"name": t.workload.spec.platform},
         "controlPlane": {"name": ctx.cp_name, "region": ctx.region, "projectId": ctx.cp_project_id},
