@@ -81,7 +81,9 @@ def test_a_template_or_domain_change_rerenders_dependent_workloads(tree, sandbox
     (tree / "storage-bucket.yaml").write_text(text.replace("default: STANDARD", "default: NEARLINE"))
     defs = load_definitions(tree)
     state = compile_definitions(defs)
-    buckets = [o for o in state.kubernetes if o["kind"] == "StorageBucket"]
+    # Template buckets only: a Dataflow workload's temp and staging buckets are not templated.
+    buckets = [o for o in state.kubernetes if o["kind"] == "StorageBucket"
+               and not o["metadata"]["name"].endswith(("-df-temp", "-df-staging"))]
     assert buckets and all(o["spec"]["storageClass"] == "NEARLINE" for o in buckets)
     sandbox.apply(defs, state=state)
     assert sandbox.kube.get(API_VERSION, "ResourceTemplate", "konfig-system", "storage-bucket")
