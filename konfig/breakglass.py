@@ -416,6 +416,15 @@ def _level_name(control_plane: ControlPlane, platform: Platform | None, domain: 
     return f"control plane {control_plane.name!r}"
 
 
+def _own_definition(control_plane: ControlPlane, platform: Platform | None, domain: Domain | None,
+                    level: Level) -> str:
+    """The definition (kind, name, and file:line when known) where the level's owners go."""
+    owner = {"domain": domain, "platform": platform}.get(level) or control_plane
+    where = owner.locate("spec.groups")
+    place = f" ({where.file}:{where.line})" if where.line and not where.file.startswith(("cluster:", "<")) else ""
+    return f"{owner.KIND} {owner.name!r}{place}"
+
+
 _WHERE_DECLARED = {
     "domain": "on the Domain, its Platform or the ControlPlane",
     "platform": "on the Platform or the ControlPlane",
@@ -430,8 +439,8 @@ def _groups(control_plane: ControlPlane, platform: Platform | None, domain: Doma
     if not owners:
         raise BreakGlassRefused(
             "no-owner-groups",
-            f"{what} has no owner group ({_WHERE_DECLARED[level]}): add one with role owner to "
-            f"spec.groups",
+            f"{what} has no owner group ({_WHERE_DECLARED[level]}): add "
+            f"`{{group: <email>, role: owner}}` to spec.groups of {_own_definition(control_plane, platform, domain, level)}",
         )
     if not wanted:
         return owners

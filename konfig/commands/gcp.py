@@ -118,6 +118,14 @@ def bootstrap(
         Optional[str], typer.Option("--subnetwork", help="Subnetwork of the cluster's nodes "
                                     "(projects/P/regions/R/subnetworks/S).")
     ] = None,
+    pods_range: Annotated[
+        Optional[str], typer.Option("--pods-range", help="Secondary range of the subnetwork for "
+                                    "pods (required on a Shared VPC subnetwork).")
+    ] = None,
+    services_range: Annotated[
+        Optional[str], typer.Option("--services-range", help="Secondary range of the subnetwork "
+                                    "for Services (required on a Shared VPC subnetwork).")
+    ] = None,
     install: Annotated[
         bool, typer.Option("--install", help="Run the printed install commands (gcloud, kubectl "
                            "and helm must be on PATH) once the cluster is running.")
@@ -151,7 +159,8 @@ def bootstrap(
     cluster_target = gcp_cluster.ClusterTarget(
         control_plane=target.control_plane, project_id=target.project_id,
         location=defs.control_plane.spec.gcp.default_region,
-        network=network, subnetwork=subnetwork)
+        network=network, subnetwork=subnetwork, pods_range=pods_range,
+        services_range=services_range)
     try:
         plan = _plan_or_exit(err, clients, target)
         _print_plan(out, err, plan)

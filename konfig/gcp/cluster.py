@@ -63,7 +63,9 @@ _Status = container_v1.Cluster.Status
 @dataclass(frozen=True)
 class ClusterTarget:
     """The cluster ``konfig bootstrap`` wants. ``location`` is a region; ``network`` and
-    ``subnetwork`` are full resource names or ``None`` for the project's default network."""
+    ``subnetwork`` are full resource names or ``None`` for the project's default network;
+    ``pods_range`` and ``services_range`` name the subnetwork's secondary ranges (needed on a
+    Shared VPC subnet, where GKE cannot create them; ``None``: GKE creates its own)."""
 
     control_plane: str
     project_id: str
@@ -71,6 +73,8 @@ class ClusterTarget:
     name: str = CLUSTER_NAME
     network: str | None = None
     subnetwork: str | None = None
+    pods_range: str | None = None
+    services_range: str | None = None
     node_service_account_id: str = NODE_SERVICE_ACCOUNT_ID
     node_roles: tuple[str, ...] = NODE_ROLES
     machine_type: str = "e2-standard-4"
@@ -109,7 +113,10 @@ class ClusterTarget:
             release_channel=container_v1.ReleaseChannel(channel=container_v1.ReleaseChannel.Channel.REGULAR),
             workload_identity_config=container_v1.WorkloadIdentityConfig(workload_pool=self.workload_pool),
             addons_config=_addons(),
-            ip_allocation_policy=container_v1.IPAllocationPolicy(use_ip_aliases=True),
+            ip_allocation_policy=container_v1.IPAllocationPolicy(
+                use_ip_aliases=True,
+                cluster_secondary_range_name=self.pods_range or "",
+                services_secondary_range_name=self.services_range or ""),
             private_cluster_config=container_v1.PrivateClusterConfig(
                 enable_private_nodes=True, master_ipv4_cidr_block=MASTER_CIDR),
             shielded_nodes=container_v1.ShieldedNodes(enabled=True),
@@ -220,6 +227,10 @@ def diff(target: ClusterTarget, observed: ObservedCluster) -> ClusterPlan:
         steps.append(Step(Action.GRANT_NODE_ROLES, f"projects/{target.project_id}",
                           f"{', '.join(roles)} to {member}", roles))
     where = f"network {target.network}" if target.network else "the project's default network"
+    if not target.network:
+        notes.append("the cluster goes on the control-plane project's default network; for an "
+                     "environment's shared network pass --network, --subnetwork, --pods-range and "
+                     "--services-range (docs/runtimes.md); a cluster cannot move networks later")
     steps.append(Step(Action.CREATE_CLUSTER, target.full_name,
                       f"Workload Identity, Config Connector add-on, private nodes on {where}"))
     steps.append(Step(Action.WAIT, target.full_name, "until RUNNING"))
