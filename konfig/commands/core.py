@@ -52,8 +52,16 @@ def report_problems(error: DefinitionError) -> None:
 
 
 def validate(path: DirArg) -> None:
-    """Check the definitions: schema, names and limits, cross-references. Exit 1 if invalid."""
-    defs = load_or_exit(path)
+    """Check the definitions as plan and the operator do: schema, names and limits,
+    cross-references, rendering (templates, budgets, runtimes) and the Config Connector CRDs of
+    every object. Exit 1 if invalid."""
+    from konfig.kcc_schema import validate_objects
+
+    defs, state = compile_or_exit(path)
+    problems = validate_objects(state.kubernetes)
+    if problems:
+        report_problems(DefinitionError(problems))
+        raise typer.Exit(1)
     out.print(
         f"[green]valid[/]: 1 control plane, {len(defs.platforms)} platforms, "
         f"{len(defs.domains)} domains, {len(defs.workloads)} workloads, "

@@ -49,6 +49,9 @@ def compile_break_glass(ctx: CompileContext) -> list[KubeObject]:
     if owners:
         objects.append(_entitlement(ctx, "project", ctx.cp_project_id, owners, labels,
                                     {"projectRef": {"name": project_object_name(ctx.cp_project_id)}}))
+    else:
+        ctx.notes.append(f"break-glass: control plane {ctx.cp_name} has no owner group, so no PAM "
+                         "entitlement on the control-plane project (nor on levels without their own)")
     for platform in sorted(ctx.defs.platforms.values(), key=lambda p: p.name):
         owners = owner_groups(ctx.cp, platform, None)
         if owners:

@@ -17,7 +17,7 @@ from konfig.compile.hierarchy import SU, project_object_name
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member
 from konfig.compile.state import PROJECT_ID_ANNOTATION, SYSTEM_NAMESPACE, KubeObject
 from konfig.errors import Problems
-from konfig.model import Definition, Domain, Platform
+from konfig.model import Definition, Domain
 from konfig.model.common import Budget, GroupBinding
 
 BILLING_BUDGETS = "billingbudgets.cnrm.cloud.google.com/v1beta1"

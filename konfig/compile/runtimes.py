@@ -26,14 +26,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from konfig.compile import naming
 from konfig.compile.access import ci_service_account_email
 from konfig.compile.context import CompileContext
 from konfig.compile.kms import KEY_OBJECT, uses_cmek
 from konfig.compile.network import subnet_object_name
 from konfig.compile.objects import kube_object, object_name, policy_member
 from konfig.compile.state import SYSTEM_NAMESPACE, KubeObject
-from konfig.errors import DefinitionError, Problems
+from konfig.errors import Problems
 from konfig.model import names
 
 if TYPE_CHECKING:
