@@ -60,6 +60,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
     from konfig.compile.kms import compile_kms
     from konfig.compile.namespaces import compile_namespaces
     from konfig.compile.network import compile_network
+    from konfig.compile.runtimes import compile_dataflow_agents
     from konfig.compile.uptime import compile_uptime
     from konfig.compile.workloads import compile_workloads
 
@@ -69,7 +70,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
     with _gc_paused():
         for step in (compile_namespaces, compile_hierarchy, compile_access, compile_network,
                      compile_ingress, compile_kms, compile_budgets, compile_break_glass,
-                     compile_uptime, compile_workloads):
+                     compile_uptime, compile_dataflow_agents, compile_workloads):
             try:
                 objects += step(ctx)
             except DefinitionError as err:  # report every step's problems in one run

@@ -16,7 +16,8 @@ cluster's bill by namespace and by pod label
 **Dataflow** workloads get, per environment, a ``DataflowFlexTemplateJob`` launched by the
 namespace's Config Connector identity and running as the workload's own service account on
 the environment's shared network with private worker IPs; a temp and a staging bucket; the
-worker's roles on them and on the network; and, for the domain's CI identity, ``actAs`` on
+worker's roles on them and on the network (and, once per domain environment, the Dataflow
+service agent's); and, for the domain's CI identity, ``actAs`` on
 that one service account (to launch ad-hoc batch runs) plus write access to the staging
 bucket, where the pipeline publishes the template spec of each digest it promotes.
 """
@@ -26,11 +27,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from konfig.compile import naming
 from konfig.compile.access import ci_service_account_email
 from konfig.compile.context import CompileContext
-from konfig.compile.kms import KEY_OBJECT, uses_cmek
 from konfig.compile.network import subnet_object_name
-from konfig.compile.objects import kube_object, object_name, policy_member
+from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member
 from konfig.compile.state import SYSTEM_NAMESPACE, KubeObject
 from konfig.errors import Problems
 from konfig.model import names
@@ -244,26 +245,45 @@ def _bucket(t: "Target", purpose: str, name: str, location: str, labels: dict[st
 
 
 def _network_grants(ctx: CompileContext, t: "Target", labels: dict[str, str]) -> list[KubeObject]:
-    """The worker account and the project's Dataflow service agent may use the environment's
-    shared subnet (Shared VPC). Source:
+    """The worker account may use the environment's shared subnet (Shared VPC); the project's
+    Dataflow service agent gets the same once per domain environment
+    (:func:`compile_dataflow_agents`). Source:
     https://cloud.google.com/dataflow/docs/guides/specifying-networks#shared"""
-    e = t.environment.name
-    subnet = subnet_object_name(e, ctx.region)
-    ref = {"apiVersion": COMPUTE, "kind": "ComputeSubnetwork", "name": subnet}
-    agent = {"name": DATAFLOW_AGENT, "namespace": t.namespace}
-    return [
-        kube_object(SERVICE_USAGE, "ServiceIdentity", DATAFLOW_AGENT, namespace=t.namespace,
-                    labels={k: v for k, v in labels.items() if k != "konfig-workload"},
-                    spec={"resourceID": "dataflow.googleapis.com",
-                          "projectRef": {"external": f"projects/{t.project_id}"}}),
-        policy_member(object_name(subnet, "networkuser", "df", t.domain.name, t.workload.name),
-                      namespace=SYSTEM_NAMESPACE, labels=labels, resource_ref=ref,
-                      role="roles/compute.networkUser",
-                      member=f"serviceAccount:{t.service_account_email}"),
-        policy_member(object_name(subnet, "networkuser", "df-agent", t.domain.name, t.workload.name),
-                      namespace=SYSTEM_NAMESPACE, labels=labels, resource_ref=ref,
-                      role="roles/compute.networkUser", service_identity_ref=agent),
-    ]
+    subnet = subnet_object_name(t.environment.name, ctx.region)
+    return [policy_member(
+        object_name(subnet, "networkuser", "df", t.domain.name, t.workload.name),
+        namespace=SYSTEM_NAMESPACE, labels=labels,
+        resource_ref={"apiVersion": COMPUTE, "kind": "ComputeSubnetwork", "name": subnet},
+        role="roles/compute.networkUser", member=f"serviceAccount:{t.service_account_email}")]
+
+
+def compile_dataflow_agents(ctx: CompileContext) -> list[KubeObject]:
+    """Per domain environment running a Dataflow workload: the project's Dataflow service
+    agent (``ServiceIdentity``) and its ``roles/compute.networkUser`` on the shared subnet, which
+    Dataflow needs to place workers on a Shared VPC."""
+    objects: list[KubeObject] = []
+    for domain in sorted(ctx.defs.domains.values(), key=lambda d: d.name):
+        for env in ctx.domain_environments(domain):
+            workloads = [ctx.defs.workload_in(domain.name, w.name, env.name)
+                         for w in ctx.defs.workloads_of(domain.name)]
+            if not any(w is not None and w.spec.runtime == "dataflow" for w in workloads):
+                continue
+            namespace = naming.namespace_name(domain.name, env.name)
+            labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name, env.name)
+            subnet = subnet_object_name(env.name, ctx.region)
+            objects += [
+                kube_object(SERVICE_USAGE, "ServiceIdentity", DATAFLOW_AGENT, namespace=namespace,
+                            labels=labels,
+                            spec={"resourceID": "dataflow.googleapis.com",
+                                  "projectRef": {"external": f"projects/{ctx.project_id(domain, env.name)}"}}),
+                policy_member(
+                    object_name(subnet, "networkuser", "dataflow", domain.name),
+                    namespace=SYSTEM_NAMESPACE, labels=labels,
+                    resource_ref={"apiVersion": COMPUTE, "kind": "ComputeSubnetwork", "name": subnet},
+                    role="roles/compute.networkUser",
+                    service_identity_ref={"name": DATAFLOW_AGENT, "namespace": namespace}),
+            ]
+    return objects
 
 
 def _job(ctx: CompileContext, t: "Target", env: dict[str, str], labels: dict[str, str],
@@ -288,8 +308,6 @@ def _job(ctx: CompileContext, t: "Target", env: dict[str, str], labels: dict[str
         spec["machineType"] = flow.machine_type
     if flow.mode == "streaming":
         spec["enableStreamingEngine"] = True
-    if uses_cmek(t.environment):
-        spec["kmsKeyNameRef"] = {"name": KEY_OBJECT}
     # Streaming jobs are drained (in-flight data finishes) rather than cancelled when removed.
     # Source: https://cloud.google.com/config-connector/docs/reference/resource-docs/dataflow/dataflowflextemplatejob
     annotations = {"cnrm.cloud.google.com/on-delete": "drain" if flow.mode == "streaming" else "cancel"}
@@ -311,4 +329,4 @@ def _parameters(t: "Target", parameters: dict[str, str], env: dict[str, str]) ->
     return resolved
 
 
-__all__ = ["dataflow", "dataflow_bucket", "gke", "template_spec_path"]
+__all__ = ["compile_dataflow_agents", "dataflow", "dataflow_bucket", "gke", "template_spec_path"]

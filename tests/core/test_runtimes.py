@@ -130,7 +130,7 @@ def test_dataflow_job_per_environment_on_the_shared_network_as_the_workload(tmp_
     assert job["metadata"]["annotations"]["cnrm.cloud.google.com/on-delete"] == "drain"
     [prod] = _objects(state, "DataflowFlexTemplateJob", "prod")
     assert prod["spec"]["machineType"] == "n2-standard-4" and prod["spec"]["maxWorkers"] == 12
-    assert prod["spec"]["kmsKeyNameRef"] == {"name": "konfig-cmek"}  # CMEK in production
+    assert "kmsKeyNameRef" not in prod["spec"]  # see docs/runtimes.md, "CMEK in production"
     # Promotion by digest: every environment names the same image's template spec.
     assert {o["spec"]["containerSpecGcsPath"].rsplit("/", 1)[1]
             for e in ("dev", "stage", "prod") for o in _objects(state, "DataflowFlexTemplateJob", e)} == {
@@ -152,11 +152,29 @@ def test_dataflow_buckets_and_grants(tmp_path):
               if m["spec"].get("memberFrom") == {"serviceAccountRef": {"name": "wl-checkout"}}}
     assert {("checkout-df-temp", "roles/storage.objectAdmin"), ("checkout-df-staging", "roles/storage.objectAdmin"),
             (None, "roles/dataflow.worker")} <= worker
-    subnet_users = [o for o in state.kubernetes if o["kind"] == "IAMPolicyMember"
+    subnet_users = [o["spec"] for o in state.kubernetes if o["kind"] == "IAMPolicyMember"
                     and o["spec"]["role"] == "roles/compute.networkUser"
-                    and o["metadata"]["labels"].get("konfig-workload") == "checkout"
-                    and o["metadata"]["labels"]["konfig-environment"] == "dev"]
-    assert len(subnet_users) == 2  # the worker account and the Dataflow service agent
+                    and o["metadata"]["labels"].get("konfig-domain") == "ecommerce"
+                    and o["metadata"]["labels"].get("konfig-environment") == "dev"
+                    and o["spec"]["resourceRef"]["kind"] == "ComputeSubnetwork"]
+    # The worker account and, once per domain environment, the Dataflow service agent.
+    assert {"serviceAccount:wl-checkout@acme-ecommerce-dev.iam.gserviceaccount.com"} <= {
+        s.get("member") for s in subnet_users}
+    assert {"serviceIdentityRef": {"name": "dataflow-service-agent", "namespace": "ecommerce-dev"}} in [
+        s.get("memberFrom") for s in subnet_users]
+
+
+def test_two_dataflow_workloads_share_one_service_agent_per_environment(tmp_path):
+    second = DATAFLOW.replace("name: checkout}", "name: checkout}").replace(
+        "metadata: {name: checkout}", "metadata: {name: billing}")
+    domain = ("apiVersion: konfig.dev/v1alpha1\nkind: Domain\nmetadata: {name: ecommerce}\n"
+              "spec: {platform: retail, workloads: [checkout, billing]}\n")
+    state = compile_definitions(load_definitions(write_org(tmp_path, **{
+        "control-plane.yaml": CP, "workload.yaml": DATAFLOW, "billing.yaml": second,
+        "domain.yaml": domain})))
+    agents = [o for o in _objects(state, "ServiceIdentity", "dev") if o["metadata"]["name"] == "dataflow-service-agent"]
+    assert len(agents) == 1
+    assert len(_objects(state, "DataflowFlexTemplateJob", "dev")) == 2
 
 
 def test_dataflow_without_image_keeps_buckets_and_waits_for_the_job(tmp_path):
