@@ -63,6 +63,9 @@ def compile_budgets(ctx: CompileContext) -> list[KubeObject]:
         if platform.spec.budget is None:
             continue
         domains = [d for d in ctx.defs.domains.values() if d.spec.platform == platform.name]
+        if not domains:  # an empty project filter would cover the whole billing account
+            ctx.notes.append(f"platform {platform.name}: no domain yet, so no budget")
+            continue
         owners = _owners(platform.spec.groups) or cp_owners
         objects.append(_budget(ctx, platform, "platform", platform.spec.budget,
                                _projects(ctx, domains), owners, channels, problems,

@@ -188,3 +188,13 @@ def test_uptime_check_uses_the_health_path_under_the_route(tmp_path):
     channels = {o["spec"]["labels"]["email_address"] for o in _kind(state, "MonitoringNotificationChannel", "ecommerce-dev")}
     assert channels == {"platform-admins@acme.com"}
     assert validate_objects(state.kubernetes) == []
+
+
+def test_a_platform_budget_without_domains_is_not_a_budget_over_the_whole_billing_account(tmp_path):
+    platform = PLATFORM + "  budget: {monthly: 10000, currency: EUR}\n"
+    domain = DOMAIN.replace("platform: retail", "platform: other")
+    other = "apiVersion: konfig.dev/v1alpha1\nkind: Platform\nmetadata: {name: other}\n"
+    state = _compile(tmp_path, **{"platform.yaml": platform, "domain.yaml": domain, "other.yaml": other,
+                                  "workload.yaml": None})
+    assert not _kind(state, "BillingBudgetsBudget")
+    assert "platform retail: no domain yet, so no budget" in state.notes
