@@ -1,4 +1,6 @@
-"""Golden test: everything compiled for one domain (payments), byte for byte.
+"""Golden tests: everything compiled for some domains of the example, byte for byte: payments
+(a CMEK-encrypted production database, a domain budget), fulfilment (a GKE workload) and
+inventory (a Dataflow workload).
 
 When a change to the compiler is intended, regenerate with
 ``KONFIG_UPDATE_GOLDEN=1 pytest tests/core/test_golden.py`` and review the diff.
@@ -10,11 +12,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 import yaml
 
 from konfig.compile.state import LABEL_DOMAIN
 
-GOLDEN = Path(__file__).parent / "golden" / "payments.yaml"
+GOLDEN_DIR = Path(__file__).parent / "golden"
 
 
 def _domain_slice(state, domain: str) -> dict:
@@ -24,8 +27,10 @@ def _domain_slice(state, domain: str) -> dict:
     return {"kubernetes": objects, "gitlab": {"groups": groups, "projects": projects}}
 
 
-def test_payments_domain_matches_golden(example_state):
-    text = yaml.safe_dump(_domain_slice(example_state, "payments"), sort_keys=False, width=100)
+@pytest.mark.parametrize("domain", ["payments", "fulfilment", "inventory"])
+def test_domain_matches_golden(example_state, domain):
+    golden = GOLDEN_DIR / f"{domain}.yaml"
+    text = yaml.safe_dump(_domain_slice(example_state, domain), sort_keys=False, width=100)
     if os.environ.get("KONFIG_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "compiled payments domain differs from the golden file"
+        golden.write_text(text)
+    assert text == golden.read_text(), f"compiled {domain} domain differs from the golden file"
