@@ -261,12 +261,17 @@ def compile_dataflow_agents(ctx: CompileContext) -> list[KubeObject]:
     """Per domain environment running a Dataflow workload: the project's Dataflow service
     agent (``ServiceIdentity``) and its ``roles/compute.networkUser`` on the shared subnet, which
     Dataflow needs to place workers on a Shared VPC."""
+    running: set[tuple[str, str]] = set()  # (domain, environment) with a Dataflow workload
+    for (domain_name, name) in ctx.defs.workloads:
+        domain = ctx.defs.domains.get(domain_name)
+        for env in ctx.domain_environments(domain) if domain else []:
+            workload = ctx.defs.workload_in(domain_name, name, env.name)
+            if workload is not None and workload.spec.runtime == "dataflow":
+                running.add((domain_name, env.name))
     objects: list[KubeObject] = []
     for domain in sorted(ctx.defs.domains.values(), key=lambda d: d.name):
         for env in ctx.domain_environments(domain):
-            workloads = [ctx.defs.workload_in(domain.name, w.name, env.name)
-                         for w in ctx.defs.workloads_of(domain.name)]
-            if not any(w is not None and w.spec.runtime == "dataflow" for w in workloads):
+            if (domain.name, env.name) not in running:
                 continue
             namespace = naming.namespace_name(domain.name, env.name)
             labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name, env.name)
