@@ -379,6 +379,11 @@ def _check_runtime(defs: Definitions, domain: Domain, workload: Workload, proble
                      "not enable")
     if spec.dataflow is None:
         return
+    for i, request in enumerate(spec.resources):
+        if request.name in ("df-temp", "df-staging"):
+            problems.add(workload.locate(f"spec.resources[{i}].name"),
+                         f"{request.name!r} names the Dataflow job's own {request.name[3:]} bucket; "
+                         "choose another resource name")
     known = set(_injected_variables(defs, workload)) | set(spec.env)
     sources = [("spec.dataflow.parameters", spec.dataflow.parameters)] + [
         (f"spec.environments.{e}.dataflow.parameters", (o.dataflow.parameters or {}))

@@ -199,3 +199,10 @@ def test_bad_dataflow_input_is_reported_all_at_once(tmp_path):
     assert "spec.runtime" in fields  # dataflow.googleapis.com is not enabled
     cloud_run = GKE.replace("runtime: gke", "runtime: cloudrun") + "  dataflow: {mode: batch}\n"
     assert [f for f, _ in _problems(tmp_path / "b", cloud_run)] == ["spec.dataflow"]
+
+
+def test_dataflow_resource_names_of_its_own_buckets_are_refused(tmp_path):
+    clash = DATAFLOW.replace("{name: receipts, template: storage-bucket, access: write}",
+                             "{name: receipts, template: storage-bucket, access: write}\n"
+                             "    - {name: df-temp, template: storage-bucket, access: write}")
+    assert [f for f, m in _problems(tmp_path, clash) if "Dataflow job's own" in m] == ["spec.resources[1].name"]
