@@ -198,3 +198,18 @@ def test_a_platform_budget_without_domains_is_not_a_budget_over_the_whole_billin
                                   "workload.yaml": None})
     assert not _kind(state, "BillingBudgetsBudget")
     assert "platform retail: no domain yet, so no budget" in state.notes
+
+
+def test_plan_prints_the_budgets():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    example = Path(__file__).resolve().parents[2] / "definitions"
+    result = CliRunner().invoke(app, ["plan", str(example)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Budgets (monthly; alerts at 50/90/100 % of actual and forecasted spend)" in result.output
+    assert "1,500 EUR" in result.output and "12,000 EUR" in result.output
+    assert "payments-oncall@acme-retail.example" in result.output
