@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "konfig.commands.core",  # validate, plan, schema
     "konfig.commands.gitlab",  # sync gitlab
     "konfig.commands.kube",  # apply, crds
+    "konfig.commands.diff",  # diff
     "konfig.commands.operator",  # operator, sandbox
     "konfig.commands.gcp",  # bootstrap, doctor
     "konfig.commands.export",  # export kcc, export terraform

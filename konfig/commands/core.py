@@ -79,8 +79,19 @@ def plan(
         bool, typer.Option("--check-schemas/--no-check-schemas",
                            help="Validate Config Connector objects against their CRDs.")
     ] = True,
+    against_cluster: Annotated[
+        bool, typer.Option("--against-cluster",
+                           help="Compare with what runs now instead: same as `konfig diff DIR` "
+                                "(cluster and GitLab; exit 0 no changes, 2 changes, 1 error).")
+    ] = False,
 ) -> None:
     """Show what Konfig would build in GCP, GitLab and the cluster (offline)."""
+    if against_cluster:
+        from konfig.commands.diff import diff_command
+
+        diff_command(path, as_json=as_json, output_format="tree", report_file=None,
+                     plan_file=None, kubeconfig=None, context=None, cluster=True, gitlab=True,
+                     gitlab_url=None, workloads=True)
     _, state = compile_or_exit(path)
     if check_schemas:
         from konfig.kcc_schema import validate_objects

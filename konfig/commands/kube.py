@@ -66,6 +66,11 @@ def apply_command(
         "--context", help="Kubeconfig context (default: the current one).")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Show what would change; write nothing.")] = False,
+    workloads: Annotated[bool, typer.Option(
+        "--workloads/--no-workloads", help="Also apply the tree's Workloads (and their "
+        "namespaces). The control-plane pipeline passes --no-workloads: it may write Konfig's "
+        "own kinds in the system namespace only, and workloads come from their "
+        "repositories.")] = True,
 ) -> None:
     """Validate the definitions, then server-side apply (field manager konfig) them as Konfig
     custom resources into the control-plane cluster, and prune resources whose definitions
@@ -84,7 +89,8 @@ def apply_command(
         err.print(f"[red]error:[/] cannot load cluster credentials: {e}")
         raise typer.Exit(2) from None
     try:
-        result = apply_definitions(client, defs, state, dry_run=dry_run)
+        result = apply_definitions(client, defs, state, dry_run=dry_run,
+                                   include_workloads=workloads)
     except KubeError as e:
         err.print(f"[red]error:[/] cannot read the cluster at {client.host}: {e}")
         if e.status == 404:

@@ -32,7 +32,7 @@ from konfig.gitlab.model import (
     project_is_marked,
     variable_payload,
 )
-from konfig.gitlab.plan import Change, Plan
+from konfig.gitlab.plan import STARTER_FILES, Change, Plan
 from konfig.gitlab.report import ChangeResult
 from konfig.gitlab.settings import GitLabSettings
 
@@ -59,8 +59,10 @@ class _Context:
 
     def __init__(self, api: GitLabApi, settings: GitLabSettings, observed: Observed,
                  gates: dict[str, FeatureGate], template: TemplateFiles,
-                 control_plane: str | None, template_project: str | None) -> None:
+                 control_plane: str | None, template_project: str | None,
+                 starter: TemplateFiles | None = None) -> None:
         self.api, self.settings, self.gates, self.template = api, settings, gates, template
+        self.starter = starter or TemplateFiles.of({})
         self.lock = threading.Lock()
         self.group_ids = {path: g.id for path, g in observed.groups.items()}
         self.group_ids[observed.root_full_path.lower()] = observed.root_id
@@ -103,9 +105,12 @@ class _Context:
 
 def apply(api: GitLabApi, plan: Plan, observed: Observed, *, settings: GitLabSettings,
           gates: dict[str, FeatureGate], template: TemplateFiles,
-          control_plane: str | None, template_project: str | None) -> list[ChangeResult]:
-    """Make the plan's writes; return one :class:`ChangeResult` per change, in plan order."""
-    ctx = _Context(api, settings, observed, gates, template, control_plane, template_project)
+          control_plane: str | None, template_project: str | None,
+          starter: TemplateFiles | None = None) -> list[ChangeResult]:
+    """Make the plan's writes; return one :class:`ChangeResult` per change, in plan order.
+    ``starter`` holds the files of the definitions repository's first commit."""
+    ctx = _Context(api, settings, observed, gates, template, control_plane, template_project,
+                   starter)
     tasks, owners = _build_tasks(ctx, plan)
     outcomes = run_tasks(tasks, settings.max_in_flight)
     results: dict[int, ChangeResult] = {}
@@ -217,7 +222,13 @@ def _runner(ctx: _Context, change: Change) -> Callable[[], Any]:
             raise ApiError(change.detail)
         return refuse
     handler = handlers[(change.kind, change.action)]
-    return lambda: handler(ctx, change)
+
+    def run() -> str | None:
+        # A handler returns a note for the report, or whatever its API call answered (the
+        # updated object, say), which is not a note: only text reaches the report's lines.
+        outcome = handler(ctx, change)
+        return outcome if isinstance(outcome, (str, Later)) else None
+    return run
 
 
 # -- groups ------------------------------------------------------------------------------------
@@ -451,12 +462,14 @@ def _initial_commit(ctx: _Context, path: str) -> str | None:
     return "pushed the template files in an initial commit"
 
 
-def _commit_files(ctx: _Context, project_id: int, title: str, existing: set[str] | None) -> None:
-    if not ctx.template.files:
+def _commit_files(ctx: _Context, project_id: int, title: str, existing: set[str] | None,
+                  files: TemplateFiles | None = None) -> None:
+    files = files or ctx.template
+    if not files.files:
         return
     try:
-        ctx.api.create_commit(project_id, "main", ctx.template.commit_message(title),
-                              ctx.template.actions(existing))
+        ctx.api.create_commit(project_id, "main", files.commit_message(title),
+                              files.actions(existing))
     except AlreadyExists:
         if existing is not None:
             raise
@@ -465,6 +478,10 @@ def _commit_files(ctx: _Context, project_id: int, title: str, existing: set[str]
 
 def _push_files(ctx: _Context, change: Change) -> str | None:
     project_id = ctx.project_id(change.path)
+    if change.name == STARTER_FILES:  # the definitions repository: seeded once, when empty
+        _commit_files(ctx, project_id, "Konfig: definitions repository starter", existing=None,
+                      files=ctx.starter)
+        return None
     if change.action == "create":
         title = ("Konfig: workload template" if change.name == "template files"
                  else "Initial commit from the Konfig workload template")

@@ -284,6 +284,17 @@ def default_template_dir() -> Path | None:
         return None
 
 
+def default_control_plane_template_dir() -> Path | None:
+    """``gitlab-templates/control-plane`` (the definitions repository's starter tree) from the
+    bundled files, or ``None`` if not shipped."""
+    from konfig.resources import bundled_dir
+
+    try:
+        return bundled_dir("gitlab-templates") / "control-plane"
+    except FileNotFoundError:
+        return None
+
+
 def digest_from_message(message: str | None) -> str | None:
     match = TEMPLATE_DIGEST_RE.search(message or "")
     return match.group(1) if match else None

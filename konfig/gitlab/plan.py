@@ -100,16 +100,26 @@ class Plan:
         return [c.describe() for c in self.changes]
 
 
-def diff(tree: GitLabTree, observed: Observed, template: TemplateFiles) -> Plan:
-    """The :class:`Plan` that makes ``observed`` match ``tree``."""
-    return _Differ(tree, observed, template).run()
+#: Name of the repository change that seeds the definitions repository (``konfig-control-plane``).
+STARTER_FILES = "starter tree"
+
+
+def diff(tree: GitLabTree, observed: Observed, template: TemplateFiles,
+         starter: TemplateFiles | None = None) -> Plan:
+    """The :class:`Plan` that makes ``observed`` match ``tree``. ``template`` is the workload
+    template's files; ``starter`` the definitions repository's starter tree
+    (``gitlab-templates/control-plane``), pushed only into an empty ``konfig-control-plane``
+    repository: once it holds commits, its files are the platform team's and never rewritten."""
+    return _Differ(tree, observed, template, starter).run()
 
 
 class _Differ:
-    def __init__(self, tree: GitLabTree, observed: Observed, template: TemplateFiles) -> None:
+    def __init__(self, tree: GitLabTree, observed: Observed, template: TemplateFiles,
+                 starter: TemplateFiles | None = None) -> None:
         self.tree = tree
         self.observed = observed
         self.template = template
+        self.starter = starter or TemplateFiles.of({})
         self.groups = dict(observed.groups)
         self.projects = dict(observed.projects)
         self.plan = Plan()
@@ -311,11 +321,24 @@ class _Differ:
             self.add("create", "repository", project.path_with_namespace, "template files",
                      detail=f"{len(self.template.files)} files, digest {self.template.digest}",
                      data={"digest": self.template.digest})
+        if project.kind == "control-plane":
+            self.seed_definitions(project)
+
+    def seed_definitions(self, project: GitLabProject) -> None:
+        """Push the starter tree (README, pipeline) into the empty definitions repository."""
+        if self.starter.files:
+            self.add("create", "repository", project.path_with_namespace, STARTER_FILES,
+                     detail=f"{len(self.starter.files)} files, digest {self.starter.digest}",
+                     data={"digest": self.starter.digest})
 
     def template_project(self) -> GitLabProject | None:
         return next((p for p in self.tree.projects if p.kind == "workload-template"), None)
 
     def diff_repository(self, project: GitLabProject, obs: ObservedProject) -> None:
+        if project.kind == "control-plane":
+            if obs.empty_repo and not obs.importing:
+                self.seed_definitions(project)
+            return
         if not self.template.files:
             return  # nothing to push (no bundled template files)
         if obs.importing:

@@ -12,7 +12,12 @@ from konfig.compile.state import GitLabTree
 from konfig.gitlab.api import ApiError, GitLabApi
 from konfig.gitlab.apply import apply
 from konfig.gitlab.features import REQUIREMENTS, new_gates
-from konfig.gitlab.model import TemplateFiles, default_template_dir, load_template_files
+from konfig.gitlab.model import (
+    TemplateFiles,
+    default_control_plane_template_dir,
+    default_template_dir,
+    load_template_files,
+)
 from konfig.gitlab.observe import control_plane_path, deep_all, deep_none, deep_slice, observe
 from konfig.gitlab.plan import diff
 from konfig.gitlab.report import PLANNED, ChangeResult, SyncReport
@@ -32,6 +37,7 @@ def reconcile(
     settings: GitLabSettings | None = None,
     template: TemplateFiles | None = None,
     template_dir: Path | None = None,
+    starter: TemplateFiles | None = None,
 ) -> SyncReport:
     """Make GitLab match ``tree`` under its adopted parent group, in one pass.
 
@@ -42,7 +48,9 @@ def reconcile(
     1,000 groups and 3,000 projects), plus the deep details of the ``1/deep_period`` slice
     selected by ``deep_round`` when given (the operator passes its resync counter).
     ``dry_run`` observes and plans without writing. The workload template's files come from
-    ``template`` or ``template_dir`` (default: the bundled ``gitlab-templates/workload``).
+    ``template`` or ``template_dir`` (default: the bundled ``gitlab-templates/workload``);
+    the definitions repository's first commit from ``starter`` (default: the bundled
+    ``gitlab-templates/control-plane``), pushed only while that repository is empty.
 
     Never raises for GitLab errors: they land in the report (``report.error`` when observation
     itself failed, else failed results), so the caller decides how to surface them.
@@ -55,6 +63,8 @@ def reconcile(
         settings = settings or GitLabSettings(url=client.url)
     if template is None:
         template = load_template_files(template_dir or default_template_dir())
+    if starter is None:
+        starter = load_template_files(default_control_plane_template_dir())
     if depth == "full":
         selector = deep_all
     elif deep_round is not None:
@@ -77,7 +87,7 @@ def reconcile(
         report.groups_observed = len(observed.groups)
         report.projects_observed = len(observed.projects)
         report.deep_read = len(observed.group_details) + len(observed.project_details)
-        plan = diff(tree, observed, template)
+        plan = diff(tree, observed, template, starter)
         report.plan = plan
         if dry_run:
             report.results = [ChangeResult(c, PLANNED) for c in plan.changes]
@@ -87,7 +97,7 @@ def reconcile(
                 None)
             report.results = apply(api, plan, observed, settings=settings, gates=gates,
                                    template=template, control_plane=control_plane_path(tree),
-                                   template_project=template_project)
+                                   template_project=template_project, starter=starter)
         report.notes = list(plan.notes)
         for name, gate in sorted(gates.items()):
             if gate.available is False and not any(REQUIREMENTS[name] in n for n in report.notes):

@@ -94,3 +94,32 @@ class SyncReport:
             "projects_observed": self.projects_observed, "deep_read": self.deep_read,
             "error": self.error,
         }
+
+
+#: How each GitLab plan action reads in ``konfig diff``: (op, deletion policy).
+_DIFF_OPS = {"create": ("create", ""), "archive": ("delete", "archive"),
+             "delete": ("delete", "delete"), "conflict": ("conflict", "")}
+
+
+def as_changes(report: SyncReport):  # -> konfig.changes.ChangeSet
+    """The GitLab adapter's dry-run plan (:func:`konfig.gitlab.reconcile` with
+    ``dry_run=True``) in ``konfig diff``'s vocabulary: one change per planned write; archived
+    projects are prunes with policy ``archive`` (GitLab projects are never deleted); variable
+    values are never shown. Raises ``RuntimeError`` when the pass could not observe GitLab
+    (``report.error``): an unreachable GitLab is an error, never an empty plan."""
+    from konfig.changes import ChangeSet, ObjectChange
+
+    if report.error:
+        raise RuntimeError(report.error)
+    out = ChangeSet(compared=["gitlab"], notes=list(report.notes))
+    for change in report.plan.changes:
+        op, policy = _DIFF_OPS.get(change.action, ("update", ""))
+        detail = change.detail
+        if change.kind == "variable":
+            detail = ""  # values may be secrets; the key and scope are in the name
+        reason = change.action if op == "update" and change.action != "update" else ""
+        reason = "; ".join(t for t in (reason, detail) if t)
+        out.changes.append(ObjectChange("gitlab", "gitlab", op, change.kind.replace("_", " "),
+                                        "", change.target, reason=reason,
+                                        policy=policy))  # type: ignore[arg-type]
+    return out

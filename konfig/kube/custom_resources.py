@@ -91,19 +91,27 @@ class ApplyResult:
 
 def apply_definitions(client: KubeClient, defs: Definitions, state: DesiredState, *,
                       dry_run: bool = False, prune: bool = True,
-                      system_namespace: str = SYSTEM_NAMESPACE, workers: int = 8) -> ApplyResult:
+                      system_namespace: str = SYSTEM_NAMESPACE, workers: int = 8,
+                      include_workloads: bool = True) -> ApplyResult:
     """Server-side apply (field manager ``konfig``) the compiled Namespaces, then every custom
     resource of ``defs``; prune this control plane's custom resources that are no longer
-    defined. Raises :class:`~konfig.kube.client.KubeError` when the cluster cannot be read
+    defined. ``include_workloads=False`` applies Konfig's own kinds only, into the system
+    namespace, and neither writes nor prunes Workloads or Namespaces (the control-plane
+    pipeline: workloads come from their repositories, namespaces from the operator). Raises :class:`~konfig.kube.client.KubeError` when the cluster cannot be read
     (for example the Konfig CRDs are not installed); write failures are in the result."""
     cp = defs.control_plane.name
-    namespaces = [o for o in state.kubernetes if o["kind"] == "Namespace" and o["apiVersion"] == "v1"]
-    ns_kind = client.kinds.get("v1", "Namespace")
-    observed, _ = observe(client, [ns_kind], [], cp, workers=workers)
-    result = ApplyResult(execute(client, plan(namespaces, observed, cp, prune=False),
-                                 dry_run=dry_run, workers=workers))
-    resources = custom_resources(defs, system_namespace=system_namespace)
-    kinds = [client.kinds.get(API_VERSION, k) for k in KIND_ORDER]
+    result = ApplyResult(KubeReport(dry_run=dry_run))
+    if include_workloads:
+        namespaces = [o for o in state.kubernetes
+                      if o["kind"] == "Namespace" and o["apiVersion"] == "v1"]
+        ns_kind = client.kinds.get("v1", "Namespace")
+        observed, _ = observe(client, [ns_kind], [], cp, workers=workers)
+        result.namespaces = execute(client, plan(namespaces, observed, cp, prune=False),
+                                    dry_run=dry_run, workers=workers)
+    order = [k for k in KIND_ORDER if include_workloads or k != "Workload"]
+    resources = [r for r in custom_resources(defs, system_namespace=system_namespace)
+                 if r["kind"] in order]
+    kinds = [client.kinds.get(API_VERSION, k) for k in order]
     observed, _ = observe(client, kinds, [], cp, workers=workers)
     # Parents before children, so the operator, reading at any moment, sees a consistent set.
     result.resources = execute(client, plan(resources, observed, cp, prune=prune,

@@ -10,6 +10,7 @@ import pytest
 
 from konfig.compile.state import GITLAB_MARKER_TEXT, SamlGroupLink
 from konfig.gitlab import RetryPolicy, reconcile
+from konfig.gitlab.model import default_control_plane_template_dir, load_template_files
 from konfig.gitlab.observe import deep_slice
 from konfig.gitlab.testing import synthetic_tree
 from konfig.sandbox.fake_gitlab import FakeGitLab
@@ -67,7 +68,11 @@ def test_first_sync_builds_the_whole_example_tree(fake, sync, example_tree):
         assert [lv["access_level"] for lv in main["merge_access_levels"]] == [30]
         if project.kind != "control-plane":
             assert fake.files(project.path_with_namespace) == _texts(TEMPLATE.files)
-    assert fake.files(f"{example_tree.root_full_path}/acme/konfig-control-plane") == {}
+    # The definitions repository gets the bundled starter tree (README, pipeline) once.
+    starter = load_template_files(default_control_plane_template_dir())
+    assert ".gitlab-ci.yml" in starter.files and "README.md" in starter.files
+    assert fake.files(f"{example_tree.root_full_path}/acme/konfig-control-plane") == \
+        _texts(starter.files)
     # Writes: exactly one request per planned change, plus nothing else (trust your writes);
     # protections a template import copied are not written again.
     copied = [r for r in report.results if "copied from the template" in r.message]
@@ -359,3 +364,30 @@ def test_settings_target_builds_its_own_client(fake):
     report = reconcile(settings_for(fake), synthetic_tree(1, 1, 1, links=False),
                        template=TEMPLATE)
     assert report.ok and report.writes == fake.count(writes=True)
+
+
+def test_definitions_repository_is_seeded_once_and_never_rewritten(fake, sync, example_tree):
+    assert sync(example_tree).ok
+    path = f"{example_tree.root_full_path}/acme/konfig-control-plane"
+    seeded = fake.commits(path)
+    assert seeded == 1
+    # The platform team's own commit: Konfig leaves the repository alone from now on.
+    client = sync.client
+    project = client.projects.get(path)
+    project.commits.create({"branch": "main", "commit_message": "our definitions",
+                            "actions": [{"action": "create", "file_path": "definitions/cp.yaml",
+                                         "content": "kind: ControlPlane\n"}]})
+    again = sync(example_tree)
+    assert again.ok and not [r for r in again.results if r.change.kind == "repository"]
+    assert fake.commits(path) == 2 and "definitions/cp.yaml" in fake.files(path)
+
+
+def test_update_lines_are_plain_text_not_api_answers(fake, sync, example_tree):
+    assert sync(example_tree).ok
+    changed = dataclasses.replace(example_tree, projects=tuple(
+        dataclasses.replace(p, description=p.description + " (renamed)")
+        for p in example_tree.projects))
+    report = sync(changed)
+    updates = [r for r in report.results if r.change.action == "update"]
+    assert updates and all(r.status == "done" for r in updates)
+    assert all(not r.message.startswith("{") and "'id':" not in r.message for r in updates)

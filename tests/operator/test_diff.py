@@ -145,3 +145,148 @@ def test_objects_of_definitions_the_pass_did_not_read_are_never_pruned():
     assert read == {responsible(inside)}  # both belong to the Domain resource
     seen_domain = plan([], observed(ns, inside), CP, read=lambda live: responsible(live) in read).actions
     assert [(a.op, a.key[1]) for a in seen_domain] == [("delete", "StorageBucket"), ("delete", "Namespace")]
+
+
+# -- konfig diff: the cluster side, end to end against the emulator ---------------------------
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from cli import app
+from konfig.changes import MASK, ChangeSet, FieldChange, ObjectChange, field_changes, masked
+
+runner = CliRunner()
+
+
+def _diff(kubeconfig, tree, *extra):
+    return runner.invoke(app, ["diff", str(tree), "--kubeconfig", kubeconfig, "--no-gitlab",
+                               *extra], env={"COLUMNS": "200"})
+
+
+def _converge(client, definitions):
+    """`konfig apply` then one operator pass (GitLab off), as the pipeline and the operator do."""
+    from konfig.compile import compile_definitions
+    from konfig.kube.custom_resources import apply_definitions
+    from konfig.load import load_definitions
+    from konfig.operator.config import OperatorConfig
+    from konfig.operator.reconciler import Reconciler
+
+    defs = load_definitions(definitions)
+    assert apply_definitions(client, defs, compile_definitions(defs)).ok
+    result = Reconciler(client, OperatorConfig()).reconcile("change")
+    assert not result.failed, result.error
+
+
+def test_diff_lists_exactly_the_changes_then_nothing_after_apply(kube, client, tmp_path,
+                                                                 definitions_dir):
+    kubeconfig = str(kube.kubeconfig_path(tmp_path))
+    tree = tmp_path / "defs"
+    shutil.copytree(definitions_dir, tree)
+    _converge(client, tree)
+    unchanged = _diff(kubeconfig, tree)
+    assert unchanged.exit_code == 0, unchanged.output
+    assert "no changes" in unchanged.output
+
+    # One workload's env changes, a domain is added, a workload is removed.
+    checkout = tree / "workloads" / "checkout.yaml"
+    text = checkout.read_text()
+    assert "LOG_LEVEL: info" in text
+    checkout.write_text(text.replace("LOG_LEVEL: info", "LOG_LEVEL: debug"))
+    (tree / "workloads" / "stock-reports.yaml").unlink()
+    (tree / "domains" / "loyalty.yaml").write_text(
+        "apiVersion: konfig.dev/v1alpha1\nkind: Domain\nmetadata: {name: loyalty}\n"
+        "spec:\n  platform: retail\n  environments: [dev]\n")
+
+    result = _diff(kubeconfig, tree, "--json")
+    assert result.exit_code == 2, result.output
+    plan = json.loads(result.output)
+    by = {(c["layer"], c["op"], c["kind"], c["namespace"], c["name"]): c for c in plan["changes"]}
+    # The definitions layer: exactly the three edits.
+    definitions = sorted(k for k in by if k[0] == "definitions")
+    workload_envs = [k for k in definitions if k[2] == "Workload" and k[4] == "checkout"]
+    assert workload_envs and all(k[1] == "update" for k in workload_envs)
+    assert ("definitions", "create", "Domain", "konfig-system", "loyalty") in by
+    assert all(k[1] == "delete" for k in definitions if k[4] == "stock-reports")
+    assert {k[4] for k in definitions} == {"checkout", "loyalty", "stock-reports"}
+    update = by[workload_envs[0]]
+    assert {"path": "spec.env.LOG_LEVEL", "old": "info", "new": "debug"} in update["fields"]
+    # The objects layer: the new domain's namespace, the removed workload's objects pruned
+    # (stateful ones abandoned), the checkout runtime's env.
+    assert ("objects", "create", "Namespace", "", "loyalty-dev") in by
+    pruned = [c for c in plan["changes"] if c["layer"] == "objects" and c["op"] == "delete"]
+    assert pruned and all(c["namespace"].startswith("inventory-") or c["namespace"] ==
+                          "konfig-system" for c in pruned)
+    assert all(c["policy"] in ("abandon", "delete") for c in pruned)
+    objects_updated = {c["name"] for c in plan["changes"]
+                       if c["layer"] == "objects" and c["op"] == "update"}
+    assert objects_updated and all("checkout" in name for name in objects_updated), objects_updated
+
+    tree_out = _diff(kubeconfig, tree)
+    assert tree_out.exit_code == 2
+    assert "~ Workload" in tree_out.output and "spec.env.LOG_LEVEL: info → debug" in tree_out.output
+    assert "+ Domain konfig-system/loyalty" in tree_out.output
+
+    report = tmp_path / "report.json"
+    full = tmp_path / "plan.json"
+    gl = _diff(kubeconfig, tree, "--format", "gitlab-report", "--report-file", str(report),
+               "--plan-file", str(full))
+    assert gl.exit_code == 2
+    counts = json.loads(report.read_text())
+    assert set(counts) == {"create", "update", "delete"} and counts == json.loads(gl.output)
+    assert counts["create"] and counts["update"] and counts["delete"]
+    assert json.loads(full.read_text())["counts"]["create"] == counts["create"]
+
+    _converge(client, tree)
+    after = _diff(kubeconfig, tree)
+    assert after.exit_code == 0, after.output
+
+
+def test_diff_shows_other_field_managers(kube, client, tmp_path, definitions_dir):
+    kubeconfig = str(kube.kubeconfig_path(tmp_path))
+    _converge(client, definitions_dir)
+    info = client.kinds.get("konfig.dev/v1alpha1", "Workload")
+    live = client.get(info, "ecommerce-dev", "checkout")
+    assert live is not None
+    # Someone changes a field Konfig sets, by hand, with their own field manager.
+    client.apply({"apiVersion": "konfig.dev/v1alpha1", "kind": "Workload",
+                  "metadata": {"name": "checkout", "namespace": "ecommerce-dev"},
+                  "spec": {"env": {"LOG_LEVEL": "trace"}}}, field_manager="kubectl-edit")
+    result = _diff(kubeconfig, definitions_dir, "--json")
+    assert result.exit_code == 2, result.output
+    [conflict] = [c for c in json.loads(result.output)["changes"] if c["op"] == "conflict"]
+    assert conflict["name"] == "checkout" and conflict["managers"] == ["kubectl-edit"]
+    assert {"path": "spec.env.LOG_LEVEL", "old": "trace", "new": "info"} in conflict["fields"]
+
+
+def test_unreachable_cluster_is_an_error_not_an_empty_plan(tmp_path, definitions_dir):
+    from konfig.sandbox.kube_api import KubeEmulator
+
+    with KubeEmulator() as gone:
+        kubeconfig = str(gone.kubeconfig_path(tmp_path))
+    result = _diff(kubeconfig, definitions_dir)
+    assert result.exit_code == 1
+    assert "cannot read the cluster" in result.output and "No plan was made" in result.output
+
+
+def test_secrets_are_masked_in_field_changes():
+    old = {"spec": {"env": {"API_TOKEN": "abc", "LOG": "info"}}}
+    new = {"spec": {"env": {"API_TOKEN": "xyz", "LOG": "debug"}}}
+    changes = masked(field_changes(old, new))
+    assert FieldChange("spec.env.API_TOKEN", MASK, MASK) in changes
+    assert FieldChange("spec.env.LOG", "info", "debug") in changes
+    secret = masked(field_changes({"data": {"a": "eA=="}}, {"data": {"a": "eQ==", "b": "eg=="}}),
+                    kind="Secret")
+    assert secret == (FieldChange("data.a", MASK, MASK), FieldChange("data.b", None, MASK))
+    added = masked([FieldChange("spec", None, {"password": "p", "user": "u"})])
+    assert added == (FieldChange("spec", None, {"password": MASK, "user": "u"}),)
+
+
+def test_named_lists_are_compared_by_name_and_report_counts():
+    old = {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}
+    new = {"containers": [{"name": "b", "image": "y"}, {"name": "a", "image": "z"}]}
+    assert field_changes(old, new) == [FieldChange("containers[name=a].image", "x", "z")]
+    changes = ChangeSet([ObjectChange("cluster", "objects", op, "K", "", "n")
+                         for op in ("create", "update", "conflict", "delete", "delete")])
+    assert changes.gitlab_report() == {"create": 1, "update": 2, "delete": 2}
