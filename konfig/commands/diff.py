@@ -121,14 +121,17 @@ def _cluster_changes(defs, state, kubeconfig, context, workloads) -> ChangeSet:
 
 
 def _gitlab_changes(state, gitlab_url: str | None) -> ChangeSet:
-    from konfig.gitlab import GitLabSettings, reconcile
+    from konfig.gitlab import GitLabSettings, RetryPolicy, reconcile
     from konfig.gitlab.report import as_changes
 
     token = os.environ.get("GITLAB_TOKEN")
     if not token:
         _fail("set GITLAB_TOKEN to compare with GitLab (read access to the parent group), "
               "or pass --no-gitlab")
-    settings = GitLabSettings(url=gitlab_url or state.gitlab.url, token=token)
+    # A plan only reads: a few quick retries (about 4 s in all), so an unreachable GitLab
+    # fails the merge request job fast instead of after the sync's minute of backoff.
+    settings = GitLabSettings(url=gitlab_url or state.gitlab.url, token=token,
+                              retry=RetryPolicy(attempts=4, initial=0.5, max_wait=5.0))
     report = reconcile(settings, state.gitlab, depth="full", dry_run=True)
     try:
         return as_changes(report)

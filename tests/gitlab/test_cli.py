@@ -51,3 +51,34 @@ def test_failures_exit_non_zero(fake, definitions_dir):
 def test_token_is_required(fake, definitions_dir):
     result = _run(fake, definitions_dir, token=None)
     assert result.exit_code == 2 and "GITLAB_TOKEN" in result.output
+
+
+def _diff(fake_url, definitions_dir, token=TOKEN):
+    return CliRunner().invoke(app, ["diff", str(definitions_dir), "--no-cluster", "--json",
+                                    "--gitlab-url", fake_url],
+                              env={"COLUMNS": "200", "GITLAB_TOKEN": token})
+
+
+def test_diff_against_gitlab_plans_then_is_empty_after_sync(fake, definitions_dir):
+    import json
+
+    before = _diff(fake.url, definitions_dir)
+    assert before.exit_code == 2, before.output
+    plan = json.loads(before.output)
+    assert plan["compared"] == ["gitlab"]
+    kinds = {(c["op"], c["kind"]) for c in plan["changes"]}
+    assert ("create", "project") in kinds and ("create", "group") in kinds
+    assert ("create", "repository") in kinds  # the definitions repository's starter tree
+    # Variable values never appear in a plan.
+    assert all(c["reason"] == "" for c in plan["changes"] if c["kind"] == "variable")
+    assert fake.count(writes=True) == 0
+    assert _run(fake, definitions_dir).exit_code == 0
+    after = _diff(fake.url, definitions_dir)
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.output)["changes"] == []
+
+
+def test_diff_with_gitlab_unreachable_is_an_error(definitions_dir):
+    result = _diff("http://127.0.0.1:9", definitions_dir)
+    assert result.exit_code == 1
+    assert "cannot read GitLab" in result.output and "No plan was made" in result.output
