@@ -166,10 +166,12 @@ def _check_domain(defs: Definitions, domain: Domain, problems: Problems) -> None
     for env in domain.spec.project_ids:
         if env not in domain_envs:
             problems.add(domain.locate(f"spec.projectIds.{env}"), f"{env!r} is not an environment of this domain")
-    ci_sa = naming.ci_service_account_id(domain.name)
-    problem = names.service_account_id_problem(ci_sa)
-    if problem:
-        problems.add(domain.locate("metadata.name"), f"{problem} (the domain's CI service account)")
+    for env in domain_envs:
+        ci_sa = naming.ci_service_account_id(domain.name, env)
+        problem = names.service_account_id_problem(ci_sa)
+        if problem:
+            problems.add(domain.locate("metadata.name"),
+                         f"{problem} (the CI service account of environment {env})")
 
 
 def project_id_for(defs: Definitions, domain: Domain, environment: str) -> str:

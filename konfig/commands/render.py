@@ -143,8 +143,21 @@ def _gitlab_tree(state: DesiredState) -> Tree:
         nodes[g.full_path] = nodes.get(g.parent_full_path, root).add(f"👥 [bold]{g.path}[/]{extra}")
     for p in tree.projects:
         protected = f" [dim]protected envs: {', '.join(p.protected_environments)}[/]" if p.protected_environments else ""
-        nodes.get(p.namespace_full_path, root).add(f"📦 {p.path} [dim]({p.kind})[/]{protected}")
+        node = nodes.get(p.namespace_full_path, root).add(
+            f"📦 {p.path} [dim]({p.kind})[/]{protected}")
+        if p.kind in _REPOSITORIES:
+            node.add(f"[dim]{_REPOSITORIES[p.kind]}[/]")
     return root
+
+
+#: What the repository of each Konfig-made project holds and runs (docs/gitops.md).
+_REPOSITORIES = {
+    "control-plane": "repository: the definitions (starter from gitlab-templates/control-plane, "
+                     "pushed once); pipeline: validate → plan (konfig diff) on merge requests, "
+                     "apply on the protected default branch",
+    "workload-template": "repository: gitlab-templates/workload (kept in sync); pipeline: build "
+                         "→ deploy on main, promote by commit on v* tags",
+}
 
 
 def _cluster_tree(state: DesiredState) -> Tree:

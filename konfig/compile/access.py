@@ -21,6 +21,8 @@ from konfig.compile.state import PROJECT_ID_ANNOTATION, SYSTEM_NAMESPACE, KubeOb
 from konfig.model import Domain, GroupBinding
 
 IAM = "iam.cnrm.cloud.google.com/v1beta1"
+#: Default branch of the definitions repository (the GitLab projects Konfig creates use main).
+DEFAULT_BRANCH = "main"
 AR = "artifactregistry.cnrm.cloud.google.com/v1beta1"
 
 #: Standing GCP role of every contract role (spec/definitions.md, "Roles").
@@ -77,6 +79,7 @@ def compile_access(ctx: CompileContext) -> list[KubeObject]:
         objects += _group_bindings(ctx, platform.spec.groups, platform_folder_name(platform.name),
                                    konfig_labels(ctx.cp_name, platform.name))
     objects += _ci_federation(ctx)
+    objects += _control_plane_ci(ctx)
     for domain in sorted(ctx.defs.domains.values(), key=lambda d: d.name):
         labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name)
         objects += _group_bindings(ctx, domain.spec.groups, domain_folder_name(domain.name), labels)
@@ -161,14 +164,71 @@ def _kcc_identity(ctx: CompileContext, domain: Domain, environment: str) -> list
     return objects
 
 
-def ci_service_account_email(ctx: CompileContext, domain: str) -> str:
-    return naming.service_account_email(naming.ci_service_account_id(domain), ctx.cp_project_id)
+def ci_service_account_email(ctx: CompileContext, domain: str, environment: str) -> str:
+    """Email of one domain environment's CI service account (in the control-plane project)."""
+    return naming.service_account_email(naming.ci_service_account_id(domain, environment),
+                                        ctx.cp_project_id)
+
+
+def control_plane_ci_email(ctx: CompileContext, *, planner: bool = False) -> str:
+    """Email of the definitions repository's applying (or, ``planner``, read-only) identity."""
+    account = (naming.CONTROL_PLANE_PLANNER_SERVICE_ACCOUNT_ID if planner
+               else naming.CONTROL_PLANE_CI_SERVICE_ACCOUNT_ID)
+    return naming.service_account_email(account, ctx.cp_project_id)
+
+
+def control_plane_project_path(ctx: CompileContext) -> str:
+    """GitLab path of the definitions repository (``<parent>/<cp>/konfig-control-plane``)."""
+    return naming.gitlab_group_path(ctx.gitlab_cp_path(), naming.CONTROL_PLANE_GITLAB_PROJECT)
 
 
 def registry_path(ctx: CompileContext, domain: str) -> str:
     """Artifact Registry repository of a domain's images (Docker format), in the control-plane
     project. Source: https://cloud.google.com/artifact-registry/docs/docker/names"""
     return f"{ctx.region}-docker.pkg.dev/{ctx.cp_project_id}/{domain}"
+
+
+#: Attributes of a GitLab CI job's ID token (claims: https://docs.gitlab.com/ci/secrets/
+#: id_token_authentication/#token-payload; ``ref_protected`` is the string "true"/"false",
+#: ``environment`` is present only for jobs with ``environment:``). Bindings name one attribute
+#: value (principalSet), so the attributes that decide who may impersonate an identity combine
+#: the claims that matter:
+#:
+#: * ``deployment``: ``<namespace_path>:<environment>``, the domain group and the GitLab
+#:   environment the job deploys to (non-production identities);
+#: * ``protected_deployment``: the same, but only for jobs on protected refs (else
+#:   ``unprotected``), so a pipeline of an unprotected branch never matches a production
+#:   binding even when its job names the production environment;
+#: * ``protected_branch``: ``<project_path>:<branch>`` for protected branches only (the
+#:   definitions repository's apply job).
+#:
+#: CEL mapping syntax: https://cloud.google.com/iam/docs/workload-identity-federation#mapping
+CI_ATTRIBUTE_MAPPING = {
+    "google.subject": "assertion.sub",
+    "attribute.namespace_path": "assertion.namespace_path",
+    "attribute.project_path": "assertion.project_path",
+    "attribute.ref": "assertion.ref",
+    "attribute.ref_type": "assertion.ref_type",
+    "attribute.ref_protected": "assertion.ref_protected",
+    "attribute.deployment":
+        "assertion.namespace_path + ':' + "
+        "('environment' in assertion ? assertion.environment : '')",
+    "attribute.protected_deployment":
+        "assertion.ref_protected == 'true' ? assertion.namespace_path + ':' + "
+        "('environment' in assertion ? assertion.environment : '') : 'unprotected'",
+    "attribute.protected_branch":
+        "assertion.ref_protected == 'true' && assertion.ref_type == 'branch' ? "
+        "assertion.project_path + ':' + assertion.ref : 'unprotected'",
+}
+
+
+def ci_member(ctx: CompileContext, attribute: str, value: str) -> str | None:
+    """The principal set of every token whose ``attribute`` is ``value`` (``None`` until the
+    control-plane project number, hence the pool's name, is known). Source:
+    https://cloud.google.com/iam/docs/principal-identifiers"""
+    pool = ctx.workload_identity_pool
+    return f"principalSet://iam.googleapis.com/{pool}/attribute.{attribute}/{value}" if pool \
+        else None
 
 
 def _ci_federation(ctx: CompileContext) -> list[KubeObject]:
@@ -196,14 +256,7 @@ def _ci_federation(ctx: CompileContext) -> list[KubeObject]:
                 "workloadIdentityPoolRef": {"name": pool},
                 "displayName": "GitLab",
                 "oidc": {"issuerUri": ctx.cp.spec.gitlab.url.rstrip("/")},
-                "attributeMapping": {
-                    "google.subject": "assertion.sub",
-                    "attribute.namespace_path": "assertion.namespace_path",
-                    "attribute.project_path": "assertion.project_path",
-                    "attribute.ref": "assertion.ref",
-                    "attribute.ref_type": "assertion.ref_type",
-                    "attribute.ref_protected": "assertion.ref_protected",
-                },
+                "attributeMapping": CI_ATTRIBUTE_MAPPING,
                 "attributeCondition": f"assertion.namespace_path.startsWith('{ctx.gitlab_root}/')",
             },
         ),
@@ -211,42 +264,79 @@ def _ci_federation(ctx: CompileContext) -> list[KubeObject]:
 
 
 def _ci_identity(ctx: CompileContext, domain: Domain) -> list[KubeObject]:
-    """A domain's CI service account: may push to the domain's registry and (through RBAC in
-    the cluster) apply Workloads in the domain's namespaces; impersonable only by pipelines of
-    projects under the domain's GitLab group."""
+    """A domain's CI identities, one service account per environment (spec "GitOps": CI
+    identities are per domain environment). Each is impersonable only by jobs of projects in
+    the domain's GitLab group that deploy to that environment; a production environment's only
+    by such jobs on protected refs. Only the first environment's identity may push images (the
+    build runs there); all may read the control-plane cluster's endpoint. Cluster RBAC (one
+    RoleBinding in its own namespace) is compiled in :mod:`konfig.compile.namespaces`."""
     labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name)
-    sa = object_name("ci", domain.name)
     repo = object_name("registry", domain.name)
     objects = [
-        _service_account(sa, naming.ci_service_account_id(domain.name), ctx.cp_project_id,
-                         f"GitLab CI of domain {domain.name}", labels),
         kube_object(
             AR, "ArtifactRegistryRepository", repo, namespace=SYSTEM_NAMESPACE, labels=labels,
             annotations={PROJECT_ID_ANNOTATION: ctx.cp_project_id},
             spec={"resourceID": domain.name, "location": ctx.region, "format": "DOCKER",
                   "description": f"Images of domain {domain.name}"},
         ),
-        policy_member(
-            object_name(repo, "writer", "ci"), namespace=SYSTEM_NAMESPACE, labels=labels,
-            resource_ref={"apiVersion": AR, "kind": "ArtifactRegistryRepository", "name": repo},
-            role="roles/artifactregistry.writer", service_account_ref={"name": sa},
-        ),
-        policy_member(
-            object_name(sa, "cluster-viewer"), namespace=SYSTEM_NAMESPACE, labels=labels,
-            resource_ref={"apiVersion": "resourcemanager.cnrm.cloud.google.com/v1beta1",
-                          "kind": "Project", "name": project_object_name(ctx.cp_project_id)},
-            role="roles/container.clusterViewer", service_account_ref={"name": sa},
-        ),
     ]
-    pool = ctx.workload_identity_pool
-    if pool:
-        objects.append(
-            policy_member(
-                object_name(sa, "workload-identity"), namespace=SYSTEM_NAMESPACE, labels=labels,
-                resource_ref={"apiVersion": IAM, "kind": "IAMServiceAccount", "name": sa},
-                role="roles/iam.workloadIdentityUser",
-                member=f"principalSet://iam.googleapis.com/{pool}/attribute.namespace_path/"
-                       f"{ctx.gitlab_domain_path(domain)}",
-            )
-        )
+    group_path = ctx.gitlab_domain_path(domain)
+    for index, env in enumerate(ctx.domain_environments(domain)):
+        env_labels = konfig_labels(ctx.cp_name, domain.spec.platform, domain.name, env.name)
+        sa = object_name("ci", domain.name, env.name)
+        objects.append(_service_account(
+            sa, naming.ci_service_account_id(domain.name, env.name), ctx.cp_project_id,
+            f"GitLab CI of domain {domain.name}, environment {env.name}", env_labels))
+        if index == 0:
+            objects.append(policy_member(
+                object_name(repo, "writer", "ci", env.name), namespace=SYSTEM_NAMESPACE,
+                labels=env_labels,
+                resource_ref={"apiVersion": AR, "kind": "ArtifactRegistryRepository",
+                              "name": repo},
+                role="roles/artifactregistry.writer", service_account_ref={"name": sa}))
+        objects.append(_cluster_viewer(ctx, sa, env_labels))
+        attribute = "protected_deployment" if env.production else "deployment"
+        member = ci_member(ctx, attribute, f"{group_path}:{env.name}")
+        if member:
+            objects.append(_workload_identity_user(sa, member, env_labels))
+    return objects
+
+
+def _cluster_viewer(ctx: CompileContext, sa: str, labels) -> KubeObject:
+    """``container.clusters.get`` on the control-plane project (``gcloud container clusters
+    get-credentials``); what the identity may do inside the cluster is Kubernetes RBAC."""
+    return policy_member(
+        object_name(sa, "cluster-viewer"), namespace=SYSTEM_NAMESPACE, labels=labels,
+        resource_ref={"apiVersion": "resourcemanager.cnrm.cloud.google.com/v1beta1",
+                      "kind": "Project", "name": project_object_name(ctx.cp_project_id)},
+        role="roles/container.clusterViewer", service_account_ref={"name": sa})
+
+
+def _workload_identity_user(sa: str, member: str, labels) -> KubeObject:
+    return policy_member(
+        object_name(sa, "workload-identity"), namespace=SYSTEM_NAMESPACE, labels=labels,
+        resource_ref={"apiVersion": IAM, "kind": "IAMServiceAccount", "name": sa},
+        role="roles/iam.workloadIdentityUser", member=member)
+
+
+def _control_plane_ci(ctx: CompileContext) -> list[KubeObject]:
+    """The definitions repository's identities (spec "GitOps"): ``konfig-ci`` applies, and is
+    impersonable only by jobs of that one project on its protected default branch;
+    ``konfig-planner`` reads, for merge request plans of that project. Their Kubernetes RBAC
+    comes from the chart (``controlPlaneCI`` values)."""
+    labels = konfig_labels(ctx.cp_name)
+    project = control_plane_project_path(ctx)
+    objects: list[KubeObject] = []
+    for planner in (False, True):
+        account = (naming.CONTROL_PLANE_PLANNER_SERVICE_ACCOUNT_ID if planner
+                   else naming.CONTROL_PLANE_CI_SERVICE_ACCOUNT_ID)
+        sa = object_name(account, ctx.cp_name)
+        display = ("Konfig definitions: merge request plans (read-only)" if planner
+                   else "Konfig definitions: apply from the protected default branch")
+        objects.append(_service_account(sa, account, ctx.cp_project_id, display, labels))
+        objects.append(_cluster_viewer(ctx, sa, labels))
+        member = (ci_member(ctx, "project_path", project) if planner
+                  else ci_member(ctx, "protected_branch", f"{project}:{DEFAULT_BRANCH}"))
+        if member:
+            objects.append(_workload_identity_user(sa, member, labels))
     return objects

@@ -4,7 +4,7 @@ the control plane's two projects, one project per workload, and CI/CD variables.
 from __future__ import annotations
 
 from konfig.compile import naming
-from konfig.compile.access import ci_service_account_email, registry_path
+from konfig.compile.access import ci_service_account_email, control_plane_ci_email, registry_path
 from konfig.compile.context import CompileContext
 from konfig.compile.state import (
     ACCESS_LEVELS,
@@ -93,6 +93,17 @@ def _control_plane_variables(ctx: CompileContext) -> list[GroupVariable]:
         GroupVariable(naming.CI_VAR_REGION, ctx.region),
         GroupVariable(naming.CI_VAR_CLUSTER, DEFAULT_CLUSTER),
     ]
+    # The definitions repository's pipeline (gitlab-templates/control-plane). The applying
+    # identity is a protected variable: only protected refs receive it (and its Workload
+    # Identity binding accepts the protected default branch only).
+    variables.append(GroupVariable(naming.CI_VAR_CP_CI_SERVICE_ACCOUNT,
+                                   control_plane_ci_email(ctx), protected=True))
+    variables.append(GroupVariable(naming.CI_VAR_CP_PLANNER_SERVICE_ACCOUNT,
+                                   control_plane_ci_email(ctx, planner=True)))
+    provider = ctx.workload_identity_pool
+    if provider:
+        variables.append(GroupVariable(
+            naming.CI_VAR_WIF_PROVIDER, f"{provider}/providers/{naming.WORKLOAD_IDENTITY_PROVIDER}"))
     if ctx.cp.spec.gitlab.cli_image:
         variables.append(GroupVariable(naming.CI_VAR_CLI_IMAGE, ctx.cp.spec.gitlab.cli_image))
     else:
@@ -110,15 +121,19 @@ def _domain_group(ctx: CompileContext, domain: Domain) -> GitLabGroup:
         GroupVariable(naming.CI_VAR_PLATFORM, domain.spec.platform),
         GroupVariable(naming.CI_VAR_DOMAIN, domain.name),
         GroupVariable(naming.CI_VAR_REGISTRY, registry_path(ctx, domain.name)),
-        GroupVariable(naming.CI_VAR_CI_SERVICE_ACCOUNT, ci_service_account_email(ctx, domain.name)),
     ]
     provider = ctx.workload_identity_pool
-    if provider:
-        variables.append(GroupVariable(
-            naming.CI_VAR_WIF_PROVIDER, f"{provider}/providers/{naming.WORKLOAD_IDENTITY_PROVIDER}"))
     for env in envs:
         protected = env.production  # production values only reach protected refs
+        if provider:
+            variables.append(GroupVariable(
+                naming.CI_VAR_WIF_PROVIDER,
+                f"{provider}/providers/{naming.WORKLOAD_IDENTITY_PROVIDER}", env.name,
+                protected=protected))
         variables += [
+            GroupVariable(naming.CI_VAR_CI_SERVICE_ACCOUNT,
+                          ci_service_account_email(ctx, domain.name, env.name), env.name,
+                          protected=protected),
             GroupVariable(naming.CI_VAR_GCP_PROJECT, ctx.project_id(domain, env.name), env.name,
                           protected=protected),
             GroupVariable(naming.CI_VAR_NAMESPACE, naming.namespace_name(domain.name, env.name),

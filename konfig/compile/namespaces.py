@@ -1,5 +1,6 @@
 """Namespaces of the control-plane cluster: ``konfig-system`` and one per domain environment,
-each with its own ConfigConnectorContext, and RBAC for the domain's CI identity."""
+each with its own ConfigConnectorContext, and RBAC for each domain environment's CI identity
+(in its own namespace only)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ def compile_namespaces(ctx: CompileContext) -> list[KubeObject]:
         objects.append(_role_binding(
             SYSTEM_NAMESPACE, f"konfig-ci-{domain.name}", naming.CLUSTER_ROLE_DEFINITIONS_READER,
             konfig_labels(ctx.cp_name, domain.spec.platform, domain.name),
-            [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-              "name": ci_service_account_email(ctx, domain.name)}]))
+            [_user(ci_service_account_email(ctx, domain.name, env.name))
+             for env in ctx.domain_environments(domain)]))
         for env in ctx.domain_environments(domain):
             objects += _domain_environment(ctx, domain, env.name)
     return objects
@@ -62,9 +63,10 @@ def _domain_environment(ctx: CompileContext, domain: Domain, environment: str) -
         # CI may apply Workloads here and read their status (promotion), nothing else. GKE maps
         # a Google service account's token to the Kubernetes user named by its email. Source:
         # https://cloud.google.com/kubernetes-engine/docs/how-to/role-based-access-control
+        # Only this environment's own CI identity: no other environment's pipeline (nor any
+        # other domain's) can write here.
         _role_binding(namespace, "konfig-ci", naming.CLUSTER_ROLE_WORKLOAD_DEPLOYER, labels,
-                      [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                        "name": ci_service_account_email(ctx, domain.name)}]),
+                      [_user(ci_service_account_email(ctx, domain.name, environment))]),
         # Humans of the domain (and above) may read what Konfig made here; Google Groups for
         # RBAC names a group subject by its email. Source:
         # https://cloud.google.com/kubernetes-engine/docs/how-to/google-groups-rbac
@@ -72,6 +74,10 @@ def _domain_environment(ctx: CompileContext, domain: Domain, environment: str) -
                       [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
                        for g in _groups_above(ctx, domain)]),
     ]
+
+
+def _user(email: str) -> dict[str, str]:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": email}
 
 
 def _role_binding(namespace: str, name: str, cluster_role: str, labels, subjects) -> KubeObject:

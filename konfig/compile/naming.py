@@ -20,6 +20,12 @@ CONTROL_PLANE_SERVICE_ACCOUNT_ID = "konfig-controller"
 #: workloads run (created by `konfig bootstrap` with the cluster; never the Compute Engine
 #: default account). It pulls the images of domains that run GKE workloads.
 CLUSTER_NODE_SERVICE_ACCOUNT_ID = "konfig-nodes"
+#: Account IDs of the definitions repository's CI identities (control-plane project): the one
+#: that applies on the protected default branch, and the read-only one that plans merge requests.
+CONTROL_PLANE_CI_SERVICE_ACCOUNT_ID = "konfig-ci"
+#: The definitions repository's GitLab project, in the control plane's group.
+CONTROL_PLANE_GITLAB_PROJECT = "konfig-control-plane"
+CONTROL_PLANE_PLANNER_SERVICE_ACCOUNT_ID = "konfig-planner"
 #: Workload Identity pool and provider (in the control-plane project) trusted by CI pipelines.
 WORKLOAD_IDENTITY_POOL = "gitlab"
 WORKLOAD_IDENTITY_PROVIDER = "gitlab"
@@ -47,6 +53,9 @@ CI_VAR_CONTROL_PLANE_PROJECT = "KONFIG_CONTROL_PLANE_PROJECT"
 CI_VAR_REGION = "KONFIG_REGION"
 CI_VAR_CLUSTER = "KONFIG_CLUSTER"  # name of the control-plane GKE cluster
 CI_VAR_CLI_IMAGE = "KONFIG_CLI_IMAGE"  # image with konfig, gcloud and kubectl (promote jobs)
+CI_VAR_WIF_PROVIDER_CP = CI_VAR_WIF_PROVIDER  # also on the control-plane group (its pipeline)
+CI_VAR_CP_CI_SERVICE_ACCOUNT = "KONFIG_CP_CI_SERVICE_ACCOUNT"  # protected: apply on main
+CI_VAR_CP_PLANNER_SERVICE_ACCOUNT = "KONFIG_CP_PLANNER_SERVICE_ACCOUNT"  # merge request plans
 
 
 def namespace_name(domain: str, environment: str) -> str:
@@ -81,10 +90,23 @@ def workload_service_account_id(workload: str) -> str:
     return f"wl-{workload}"
 
 
-def ci_service_account_id(domain: str) -> str:
-    """Account ID of a domain's CI service account in the control-plane project:
-    ``ci-<domain>`` (unique: domain names are unique in a control plane)."""
-    return f"ci-{domain}"
+#: Longest service-account ID GCP accepts (6-30 characters).
+SERVICE_ACCOUNT_ID_MAX = 30
+
+
+def ci_service_account_id(domain: str, environment: str) -> str:
+    """Account ID of one domain environment's CI service account, in the control-plane
+    project: ``ci-<domain>-<environment>`` (unique: domain names are unique in a control
+    plane). Past 30 characters (the service-account ID limit) the domain part is shortened
+    and a 4-character hash of the full name added, keeping the environment at the end:
+    ``ci-averylongdomainna-1a2b-prod``. Source:
+    https://cloud.google.com/iam/docs/service-accounts-create#creating"""
+    candidate = f"ci-{domain}-{environment}"
+    if len(candidate) <= SERVICE_ACCOUNT_ID_MAX:
+        return candidate
+    digest = names.short_hash(candidate)
+    room = SERVICE_ACCOUNT_ID_MAX - len("ci-") - len(environment) - len(digest) - 2
+    return f"ci-{domain[:room].rstrip('-')}-{digest}-{environment}"
 
 
 def service_account_email(account_id: str, project_id: str) -> str:

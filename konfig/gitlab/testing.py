@@ -34,7 +34,7 @@ def domain_variables(domain: str, platform: str, environments: tuple[str, ...],
                           "projects/998877665544/locations/global/workloadIdentityPools/gitlab/"
                           "providers/gitlab", env),
             GroupVariable(naming.CI_VAR_CI_SERVICE_ACCOUNT, naming.service_account_email(
-                naming.ci_service_account_id(domain), f"{prefix}cp"), env, masked=True,
+                naming.ci_service_account_id(domain, env), f"{prefix}cp"), env, masked=True,
                 protected=env == "prod"),
         ]
     variables += [

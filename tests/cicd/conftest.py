@@ -77,9 +77,6 @@ def group_variables(environments: str, production: str) -> GroupVariables:
         f"projects/{PROJECT_NUMBER}/locations/global/workloadIdentityPools/"
         f"{naming.WORKLOAD_IDENTITY_POOL}/providers/{naming.WORKLOAD_IDENTITY_PROVIDER}"
     )
-    ci_account = naming.service_account_email(
-        naming.ci_service_account_id(DOMAIN), CONTROL_PLANE_PROJECT
-    )
     unscoped = {
         naming.CI_VAR_ENVIRONMENTS: environments,
         naming.CI_VAR_PRODUCTION_ENVIRONMENTS: production,
@@ -96,7 +93,8 @@ def group_variables(environments: str, production: str) -> GroupVariables:
             naming.CI_VAR_GCP_PROJECT: naming.default_project_id("acme-", DOMAIN, env),
             naming.CI_VAR_NAMESPACE: naming.namespace_name(DOMAIN, env),
             naming.CI_VAR_WIF_PROVIDER: provider,
-            naming.CI_VAR_CI_SERVICE_ACCOUNT: ci_account,
+            naming.CI_VAR_CI_SERVICE_ACCOUNT: naming.service_account_email(
+                naming.ci_service_account_id(DOMAIN, env), CONTROL_PLANE_PROJECT),
         }
         for env in environments.split()
     }

@@ -191,8 +191,9 @@ def test_ci_identity_may_only_apply_workloads(example_state, example_defs):
         domain = b["metadata"]["labels"][LABEL_DOMAIN]
         assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                 "name": naming.CLUSTER_ROLE_WORKLOAD_DEPLOYER}
-        [subject] = b["subjects"]
-        assert subject["kind"] == "User" and subject["name"].startswith(f"ci-{domain}@")
+        env = b["metadata"]["labels"]["konfig-environment"]
+        [subject] = b["subjects"]  # this environment's own CI identity only
+        assert subject["kind"] == "User" and subject["name"].startswith(f"ci-{domain}-{env}@")
     readers = [o for o in of_kind(example_state, "RoleBinding") if o["metadata"]["name"].startswith("konfig-ci-")]
     assert len(readers) == len(example_defs.domains)
     for b in readers:  # read-only access to the promotion path, in the system namespace only
@@ -224,4 +225,5 @@ def test_domain_groups_carry_ci_variables_per_environment(example_state, example
         for env in example_defs.domain_environments(domain):
             for key in (naming.CI_VAR_GCP_PROJECT, naming.CI_VAR_NAMESPACE):
                 assert (key, env) in scoped
-        assert (naming.CI_VAR_WIF_PROVIDER, "*") in scoped
+            for key in (naming.CI_VAR_WIF_PROVIDER, naming.CI_VAR_CI_SERVICE_ACCOUNT):
+                assert (key, env) in scoped

@@ -131,7 +131,9 @@ def test_short_project_id_without_prefix(tmp_path):
     problems = problems_of(tmp_path, **{"control-plane.yaml": cp, "domain.yaml": domain,
                                         "workload.yaml": None})
     assert any("domain.yaml:3: metadata.name: project ID 'ab-qa'" in p or
-               "project ID 'ab-dev' is 6" in p or "ci-ab" in p for p in problems), problems
+               "project ID 'ab-dev' is 6" in p or "ci-ab" in p or
+               "domain.yaml:3: metadata.name: folder display name 'ab'" in p
+               for p in problems), problems
 
 
 def test_visibility_must_admit_dependency(tmp_path):
