@@ -16,7 +16,7 @@ from typing import Any
 
 from konfig.compile import naming
 from konfig.compile.objects import konfig_labels
-from konfig.compile.state import SYSTEM_NAMESPACE, DesiredState, KubeObject
+from konfig.compile.state import SYSTEM_NAMESPACE, DesiredState, KubeObject, object_key
 from konfig.definitions import Definitions
 from konfig.kube.client import KubeClient
 from konfig.kube.diff import plan
@@ -112,7 +112,11 @@ def apply_definitions(client: KubeClient, defs: Definitions, state: DesiredState
     resources = [r for r in custom_resources(defs, system_namespace=system_namespace)
                  if r["kind"] in order]
     kinds = [client.kinds.get(API_VERSION, k) for k in order]
-    observed, _ = observe(client, kinds, [], cp, workers=workers)
+    if include_workloads:
+        observed, _ = observe(client, kinds, [], cp, workers=workers)
+    else:  # these kinds live in the system namespace only, and so does this identity's RBAC
+        observed = {object_key(o): o for info in kinds
+                    for o in client.list(info, namespace=system_namespace)}
     # Parents before children, so the operator, reading at any moment, sees a consistent set.
     result.resources = execute(client, plan(resources, observed, cp, prune=prune,
                                             system_namespace=system_namespace),

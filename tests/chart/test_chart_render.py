@@ -391,3 +391,50 @@ def test_operator_may_apply_and_prune_every_kind_the_compiler_renders(chart, exa
             if not allowed(rules, group, info.plural, verb):
                 missing.add(f"{verb} {group or 'core'}/{info.plural}")
     assert not missing, sorted(missing)
+
+
+APPLIER = "konfig-ci@acme-cp.iam.gserviceaccount.com"
+PLANNER = "konfig-planner@acme-cp.iam.gserviceaccount.com"
+
+
+def test_definitions_pipeline_rbac_is_off_until_its_identities_are_named(chart):
+    names = {(o["kind"], o["metadata"]["name"]) for o in render(chart)}
+    assert ("Role", "konfig-definitions-applier") not in names
+    assert ("ClusterRole", "konfig-planner") not in names
+
+
+def test_definitions_applier_writes_konfigs_own_kinds_in_the_system_namespace_only(chart):
+    objects = render(chart, controlPlaneCI={"applier": APPLIER, "planner": PLANNER})
+    [role] = [o for o in objects if o["kind"] == "Role"
+              and o["metadata"]["name"] == "konfig-definitions-applier"]
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding"
+                 and o["metadata"]["name"] == "konfig-definitions-applier"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": ["konfig.dev"],
+                              "resources": ["controlplanes", "platforms", "domains",
+                                            "resourcetemplates"],
+                              "verbs": ["get", "list", "watch", "create", "patch", "update",
+                                        "delete"]}]
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                    "name": APPLIER}]
+    # No cluster-wide grant names the applier.
+    for o in objects:
+        if o["kind"] == "ClusterRoleBinding":
+            assert all(s.get("name") != APPLIER for s in o["subjects"])
+
+
+def test_definitions_planner_only_reads(chart):
+    objects = render(chart, controlPlaneCI={"planner": PLANNER})
+    [role] = [o for o in objects if o["kind"] == "ClusterRole"
+              and o["metadata"]["name"] == "konfig-planner"]
+    assert all(set(rule["verbs"]) == {"get", "list"} for rule in role["rules"])
+    assert not any("secrets" in rule["resources"] for rule in role["rules"])
+    [binding] = [o for o in objects if o["kind"] == "ClusterRoleBinding"
+                 and o["metadata"]["name"] == "konfig-planner"]
+    assert binding["subjects"][0]["name"] == PLANNER
+    assert not [o for o in objects if o["kind"] == "Role"]
+
+
+def test_definitions_identities_must_be_service_account_emails(chart):
+    with pytest.raises(Exception):
+        render(chart, controlPlaneCI={"applier": "system:masters"})

@@ -290,3 +290,25 @@ def test_named_lists_are_compared_by_name_and_report_counts():
     changes = ChangeSet([ObjectChange("cluster", "objects", op, "K", "", "n")
                          for op in ("create", "update", "conflict", "delete", "delete")])
     assert changes.gitlab_report() == {"create": 1, "update": 2, "delete": 2}
+
+
+def test_apply_without_workloads_never_touches_workloads_or_namespaces(kube, client, tmp_path,
+                                                                       definitions_dir):
+    kubeconfig = str(kube.kubeconfig_path(tmp_path))
+    full = runner.invoke(app, ["apply", str(definitions_dir), "--kubeconfig", kubeconfig])
+    assert full.exit_code == 0, full.output
+    tree = tmp_path / "defs"
+    shutil.copytree(definitions_dir, tree)
+    shutil.rmtree(tree / "workloads")  # the definitions repository holds no workloads
+    before = len(client.list(client.kinds.get("konfig.dev/v1alpha1", "Workload")))
+    seen = len(kube.requests)
+    result = runner.invoke(app, ["apply", str(tree), "--kubeconfig", kubeconfig,
+                                 "--no-workloads"])
+    assert result.exit_code == 0, result.output
+    touched = [r.path for r in kube.requests[seen:]]
+    assert touched
+    assert all("/namespaces/konfig-system/" in p for p in touched), touched
+    assert len(client.list(client.kinds.get("konfig.dev/v1alpha1", "Workload"))) == before
+    plan = _diff(kubeconfig, tree, "--no-workloads", "--json")
+    assert not [c for c in json.loads(plan.output)["changes"]
+                if c["layer"] == "definitions"], plan.output
