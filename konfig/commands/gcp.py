@@ -396,7 +396,27 @@ def _print_report(out: Console, err: Console, report) -> None:
             )
 
 
+def _print_pipeline_settings(out: Console, defs, number: str | None) -> None:
+    """What the definitions repository's pipeline needs (docs/gitops.md)."""
+    from konfig.compile.gitlab import definitions_pipeline_settings
+
+    settings = definitions_pipeline_settings(defs, number)
+    out.print(f"\nDefinitions pipeline ({settings['project']}). `konfig sync gitlab` sets these "
+              "CI/CD variables on the control-plane group:")
+    for key, (value, protected) in settings["variables"].items():
+        out.print(f"  {key}={value}" + (" [dim](protected)[/]" if protected else ""),
+                  soft_wrap=True, highlight=False)
+    if absent_keys := [k for k in ("KONFIG_WIF_PROVIDER", "KONFIG_CLI_IMAGE")
+                          if k not in settings["variables"]]:
+        out.print(f"  [yellow]missing:[/] {', '.join(absent_keys)} (set spec.gcp.projectNumber "
+                  "and spec.gitlab.cliImage)")
+    helm = " ".join(f"--set {k}={v}" for k, v in settings["helm"].items())
+    out.print(f"Chart values for its RBAC: helm upgrade konfig charts/konfig {helm}",
+              soft_wrap=True, highlight=False)
+
+
 def _print_project_number(out: Console, defs, target, number: str | None) -> None:
+    _print_pipeline_settings(out, defs, number)
     if number is None:
         return
     out.print(f"Project number: [bold]{number}[/]")

@@ -146,3 +146,32 @@ def _domain_group(ctx: CompileContext, domain: Domain) -> GitLabGroup:
         saml_group_links=_links(domain.spec.groups),
         variables=tuple(sorted(variables)),
     )
+
+
+def definitions_pipeline_settings(defs, project_number: str | None) -> dict[str, object]:
+    """What the definitions repository's pipeline needs, for ``konfig bootstrap`` to print:
+    ``variables`` (key -> (value, protected)) that ``konfig sync gitlab`` sets on the
+    control-plane group, and the chart's ``controlPlaneCI`` values (``helm``) that give its
+    identities their RBAC. ``project_number`` is the control-plane project's (the Workload
+    Identity provider's name needs it); ``None`` leaves the provider out."""
+    from konfig.compile.access import control_plane_ci_email, control_plane_project_path
+
+    ctx = CompileContext(defs)
+    variables: dict[str, tuple[str, bool]] = {
+        naming.CI_VAR_CP_CI_SERVICE_ACCOUNT: (control_plane_ci_email(ctx), True),
+        naming.CI_VAR_CP_PLANNER_SERVICE_ACCOUNT: (control_plane_ci_email(ctx, planner=True),
+                                                   False),
+        naming.CI_VAR_CONTROL_PLANE_PROJECT: (ctx.cp_project_id, False),
+        naming.CI_VAR_REGION: (ctx.region, False),
+        naming.CI_VAR_CLUSTER: (DEFAULT_CLUSTER, False),
+    }
+    number = project_number or ctx.project_number
+    if number:
+        variables[naming.CI_VAR_WIF_PROVIDER] = (
+            f"projects/{number}/locations/global/workloadIdentityPools/"
+            f"{naming.WORKLOAD_IDENTITY_POOL}/providers/{naming.WORKLOAD_IDENTITY_PROVIDER}", False)
+    if ctx.cp.spec.gitlab.cli_image:
+        variables[naming.CI_VAR_CLI_IMAGE] = (ctx.cp.spec.gitlab.cli_image, False)
+    return {"project": control_plane_project_path(ctx), "variables": variables,
+            "helm": {"controlPlaneCI.applier": control_plane_ci_email(ctx),
+                     "controlPlaneCI.planner": control_plane_ci_email(ctx, planner=True)}}

@@ -96,3 +96,13 @@ def test_invalid_definitions_exit_1_with_the_problem(fakes, tmp_path):
     assert result.exit_code == 1
     assert "billingAccount" in result.output
     assert fakes.rm.calls == []
+
+
+def test_bootstrap_prints_what_the_definitions_pipeline_needs(fakes, definitions):
+    result = run(fakes, "bootstrap", str(definitions), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "KONFIG_CP_CI_SERVICE_ACCOUNT=konfig-ci@" in result.output
+    assert "(protected)" in result.output
+    assert "KONFIG_CP_PLANNER_SERVICE_ACCOUNT=konfig-planner@" in result.output
+    assert "--set controlPlaneCI.applier=konfig-ci@" in result.output
+    assert "/konfig-control-plane" in result.output
