@@ -34,6 +34,14 @@ PROMOTED_FROM = "konfig.dev/promoted-from"
 PROMOTED_BY = "konfig.dev/promoted-by"
 PROMOTED_AT = "konfig.dev/promoted-at"
 PROMOTED_DIGEST = "konfig.dev/promoted-digest"
+#: Written by release promotions (``konfig promote --commit``): the commit and its tag.
+PROMOTED_COMMIT = "konfig.dev/promoted-commit"
+PROMOTED_RELEASE = "konfig.dev/release"
+#: Registry tag under which the default-branch build records the digest it built for a commit
+#: (docs/gitops.md, "Release promotion"): ``<image>:git-<40-hex commit SHA>``. The domain's
+#: Artifact Registry repository has immutable tags, so the record cannot be moved.
+BUILD_TAG_PREFIX = "git-"
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 #: Field manager of promotion writes, visible in ``metadata.managedFields``.
 FIELD_MANAGER = "konfig-promote"
@@ -57,6 +65,10 @@ RefusalCode = Literal[
     "domain-mismatch",  # the Workload found belongs to another domain
     "not-ready",  # the source is not (yet) running what its spec asks for
     "no-digest",  # the source runs a tag, not a digest
+    "never-built",  # the release tag's commit has no build record (never built on main)
+    "not-commit-digest",  # the digest asked for is not the one built for the tagged commit
+    "not-promoted-yet",  # the previous environment does not run this release yet
+    "invalid-workload",  # the commit's workload.yaml is not this workload's valid Workload
 ]
 
 
@@ -96,6 +108,11 @@ class Promotion:
     target_resource_version: str | None = None
     source_generation: int | None = None
     new_target: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: Release promotions only: the tag's commit and tag, and the target's spec before.
+    commit: str | None = None
+    release: str | None = None
+    previous_spec: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    previous_commit: str | None = None
 
     @property
     def source_namespace(self) -> str:
@@ -107,17 +124,32 @@ class Promotion:
 
     @property
     def changed(self) -> bool:
+        """Whether the target must be written: a new image or, for a release, a new spec
+        (the commit's workload.yaml moves with its digest)."""
+        if self.commit is not None and self.new_target is not None:
+            from konfig.kube.diff import contains  # pure: the operator's own field comparison
+
+            # The live spec carries the API server's defaults: what matters is that it holds
+            # every field of the release (and was written for this commit, so a field the
+            # commit dropped is dropped by the apply).
+            return (self.create or self.previous_commit != self.commit
+                    or not contains(self.previous_spec or {}, self.new_target.get("spec")))
         return self.previous_image != self.image
 
     def annotations(self) -> dict[str, str]:
         """The ``konfig.dev/promoted-*`` annotations: source environment, actor, RFC 3339 UTC
-        time, digest."""
-        return {
+        time, digest (and, for a release, its commit and tag)."""
+        out = {
             PROMOTED_FROM: self.source_environment,
             PROMOTED_BY: self.actor,
             PROMOTED_AT: rfc3339(self.at),
             PROMOTED_DIGEST: self.digest,
         }
+        if self.commit:
+            out[PROMOTED_COMMIT] = self.commit
+        if self.release:
+            out[PROMOTED_RELEASE] = self.release
+        return out
 
     def merge_patch(self) -> dict[str, Any]:
         """The JSON merge patch (RFC 7386) of an existing target Workload: ``spec.image`` and
@@ -347,6 +379,144 @@ def _new_target(source: dict[str, Any], promotion: Promotion) -> dict[str, Any]:
         "metadata": metadata,
         "spec": spec,
     }
+
+
+@dataclass(frozen=True)
+class Release:
+    """What a release tag's pipeline promotes: the tagged ``commit`` (40 hex digits), its
+    ``tag``, the image ``repository`` (no tag, no digest), the digest the default-branch build
+    recorded for that commit (``recorded``: ``sha256:...``, ``None`` when it was never built),
+    the digest asked for (``requested``, optional: it must equal ``recorded``), and that
+    commit's ``workload.yaml`` as a document (placeholders filled)."""
+
+    commit: str
+    tag: str | None
+    repository: str
+    recorded: str | None
+    workload: dict[str, Any]
+    requested: str | None = None
+
+    @property
+    def build_tag(self) -> str:
+        return f"{BUILD_TAG_PREFIX}{self.commit}"
+
+
+def plan_release_promotion(
+    *,
+    control_plane: ControlPlane,
+    domain: Domain,
+    workload: str,
+    to_environment: str,
+    release: Release,
+    source: dict[str, Any] | None,
+    target: dict[str, Any] | None,
+    actor: str,
+    now: datetime,
+) -> Promotion:
+    """Decide the promotion of a release (one commit: its built digest and its workload.yaml)
+    into ``to_environment``, the environment after ``source``'s.
+
+    Refuses (:class:`PromotionRefused`) what :func:`plan_promotion` refuses for the
+    environments, and: a commit that was never built (``never-built``: no
+    ``<repository>:git-<commit>`` record), a requested digest that is not the commit's
+    (``not-commit-digest``), a commit's Workload that is not this workload's or does not
+    validate (``invalid-workload``), and, past the second environment, a previous
+    environment that does not run this release's digest for its current generation
+    (``not-promoted-yet``: releases move through the environments in order). The first
+    environment runs the default branch's latest build, so promoting into the second one
+    needs only the build record. The target Workload becomes the commit's Workload with
+    ``spec.image`` pinned to the digest. ``now`` must be timezone-aware."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if not COMMIT_RE.match(release.commit):
+        raise PromotionRefused("never-built",
+                               f"{release.commit!r} is not a full commit SHA (40 hex digits)")
+    source_env = _source_environment(control_plane, domain, to_environment, None)
+    if release.recorded is None:
+        raise PromotionRefused(
+            "never-built",
+            f"commit {release.commit[:12]} was never built on the default branch (no "
+            f"{release.repository}:{release.build_tag} in the registry): tag a commit that "
+            f"the default-branch pipeline built")
+    if release.requested and release.requested != release.recorded:
+        raise PromotionRefused(
+            "not-commit-digest",
+            f"{release.requested} is not the image built for commit {release.commit[:12]} "
+            f"({release.recorded}): only the tagged commit's own build is promoted")
+    spec = _release_spec(release, workload, domain.name)
+    image = f"{release.repository}@{release.recorded}"
+    ours = domain_environments(control_plane, domain)
+    source_ns = naming.namespace_name(domain.name, source_env)
+    if ours.index(source_env) > 0:
+        if source is None:
+            raise PromotionRefused(
+                "not-promoted-yet",
+                f"there is no Workload {workload!r} in {source_env}: promote this release "
+                f"there first")
+        _check_running(source, source_ns)
+        running, _ = _digest_of(source, source_ns)
+        if running != image:
+            raise PromotionRefused(
+                "not-promoted-yet",
+                f"{source_env} runs {running}, not this release's {image}: promote "
+                f"{release.tag or release.commit[:12]} to {source_env} first")
+    if target is not None:
+        _check_domain(target, domain.name, naming.namespace_name(domain.name, to_environment))
+    at = now.astimezone(UTC).replace(microsecond=0)
+    production = any(e.production for e in control_plane.spec.environments
+                     if e.name == to_environment)
+    promotion = Promotion(
+        workload=workload, domain=domain.name, source_environment=source_env,
+        target_environment=to_environment, image=image, digest=release.recorded,
+        previous_image=(target.get("spec") or {}).get("image") if target else None,
+        production=production, actor=actor, at=at, create=target is None,
+        target_resource_version=target["metadata"].get("resourceVersion") if target else None,
+        source_generation=(source or {}).get("metadata", {}).get("generation"),
+        commit=release.commit, release=release.tag,
+        previous_spec=copy.deepcopy(target.get("spec")) if target else None,
+        previous_commit=((target or {}).get("metadata", {}).get("annotations") or {}).get(
+            PROMOTED_COMMIT))
+    labels = dict(((target or source or {}).get("metadata") or {}).get("labels") or {})
+    if LABEL_ENVIRONMENT in labels:
+        labels[LABEL_ENVIRONMENT] = to_environment
+    metadata: dict[str, Any] = {"name": workload, "namespace": promotion.target_namespace,
+                                "annotations": promotion.annotations()}
+    if labels:
+        metadata["labels"] = labels
+    new_target = {"apiVersion": WORKLOAD_API_VERSION, "kind": "Workload", "metadata": metadata,
+                  "spec": {**spec, "image": image}}
+    return replace(promotion, new_target=new_target)
+
+
+def _release_spec(release: Release, workload: str, domain: str) -> dict[str, Any]:
+    """The commit's Workload spec, validated (``invalid-workload`` otherwise)."""
+    from pydantic import ValidationError
+
+    from konfig.model import Workload
+
+    doc = release.workload
+    name = (doc.get("metadata") or {}).get("name") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("kind") != "Workload" or name != workload:
+        raise PromotionRefused(
+            "invalid-workload",
+            f"the commit's workload.yaml is not Workload {workload!r} (found "
+            f"{(doc or {}).get('kind') if isinstance(doc, dict) else type(doc).__name__} "
+            f"{name!r})")
+    try:
+        model = Workload.model_validate(doc)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PromotionRefused("invalid-workload",
+                               f"the commit's workload.yaml is invalid at {where}: "
+                               f"{first['msg']}") from None
+    spec = dict(model.to_document().get("spec") or {})
+    if spec.get("domain") != domain:
+        raise PromotionRefused("invalid-workload",
+                               f"the commit's workload.yaml names domain {spec.get('domain')!r}, "
+                               f"not {domain!r}")
+    spec.pop("image", None)
+    return spec
 
 
 def infer_domain(workload: str, found: list[dict[str, Any]]) -> str:

@@ -127,21 +127,57 @@ def promote_command(
     kubeconfig: Kubeconfig = None,
     context: Context = None,
     namespace_system: SystemNamespace = SYSTEM_NAMESPACE,
+    commit: Annotated[str | None, typer.Option(
+        "--commit",
+        help="Release mode: promote this commit's build and workload.yaml (a tag pipeline "
+        "passes $CI_COMMIT_SHA).")] = None,
+    tag: Annotated[str | None, typer.Option(
+        "--tag", help="The release tag, for the records (default: $CI_COMMIT_TAG).")] = None,
+    repository: Annotated[str | None, typer.Option(
+        "--repository", help="Release mode: the image repository (default: $KONFIG_IMAGE_NAME).")
+    ] = None,
+    workload_file: Annotated[Path, typer.Option(
+        "--workload-file", help="Release mode: the commit's Workload; ${KONFIG_WORKLOAD}, "
+        "${KONFIG_PLATFORM} and ${KONFIG_DOMAIN} are filled from the environment.")
+    ] = Path("workload.yaml"),
+    image: Annotated[str | None, typer.Option(
+        "--image", help="Release mode: the image@sha256:... expected; refused unless it is the "
+        "commit's build.")] = None,
+    dotenv: Annotated[Path | None, typer.Option(
+        "--dotenv", help="Write IMAGE_REF and IMAGE_DIGEST of the promoted image here (a "
+        "GitLab dotenv report for the release job).")] = None,
 ) -> None:
-    """Promote the image digest running in the previous environment to the next one.
+    """Promote to the next environment: the image digest running in the previous one, or,
+    with --commit (release tags), that commit's own build and workload.yaml.
 
-    Reads the digest from the Workload's status in the previous environment (it must be Ready
-    for its current generation), sets it as spec.image of the Workload in --to (creating that
-    Workload from the source's spec if there is none), and records who, what and when in
-    annotations and a Promoted Event.
+    Default mode reads the digest from the Workload's status in the previous environment (it
+    must be Ready for its current generation), sets it as spec.image of the Workload in --to
+    (creating that Workload from the source's spec if there is none). Release mode looks up
+    the digest the default-branch build recorded for the commit (<repository>:git-<commit>,
+    registry token from $KONFIG_REGISTRY_TOKEN), refuses a commit never built or another
+    digest, requires the previous environment (past the first) to run it, and applies the
+    commit's Workload with that digest. Both record who, what and when in annotations and a
+    Promoted Event.
     """
     who = _actor(actor)
-    with _cluster(kubeconfig, context) as client:
-        report = kube_promote.promote(
-            client, workload=workload, to_environment=to, from_environment=from_, domain=domain,
-            actor=who, now=datetime.now(UTC), system_namespace=namespace_system, dry_run=dry_run,
-        )
+    if commit:
+        release = _release(commit, tag, repository, workload_file, image)
+        with _cluster(kubeconfig, context) as client:
+            report = kube_promote.promote_release(
+                client, workload=workload, to_environment=to, release=release, actor=who,
+                now=datetime.now(UTC), domain=domain, system_namespace=namespace_system,
+                dry_run=dry_run)
+    else:
+        with _cluster(kubeconfig, context) as client:
+            report = kube_promote.promote(
+                client, workload=workload, to_environment=to, from_environment=from_,
+                domain=domain, actor=who, now=datetime.now(UTC),
+                system_namespace=namespace_system, dry_run=dry_run,
+            )
     promotion = report.promotion
+    if dotenv is not None:
+        dotenv.write_text(f"IMAGE_REF={promotion.image}\nIMAGE_DIGEST={promotion.digest}\n",
+                          encoding="utf-8")
     out = Console(highlight=False)
     where = f"{promotion.workload} in {promotion.target_namespace}"
     if not promotion.changed:
@@ -157,6 +193,46 @@ def promote_command(
         )
         out.print("The operator rolls it out; watch its Ready condition.")
     _warn(report.warnings)
+
+
+def _release(commit: str, tag: str | None, repository: str | None, workload_file: Path,
+             image: str | None):
+    """The :class:`~konfig.promotion.Release` of ``commit``: its build record from the
+    registry and its workload.yaml. Exits 1 with the reason when either cannot be read."""
+    import yaml
+
+    from konfig.gcp.registry import RegistryError, tag_digest
+    from konfig.promotion import BUILD_TAG_PREFIX, DIGEST_RE, Release
+
+    repository = repository or os.environ.get("KONFIG_IMAGE_NAME")
+    if not repository:
+        _fail("release mode needs --repository (or $KONFIG_IMAGE_NAME): where the build "
+              "pushed the image")
+    requested = None
+    if image:
+        match = DIGEST_RE.match(image)
+        if match is None or match.group("repository") != repository:
+            _fail(f"--image {image!r} is not {repository}@sha256:<digest>")
+        requested = match.group("digest")
+    try:
+        text = workload_file.read_text(encoding="utf-8")
+    except OSError as e:
+        _fail(f"cannot read {workload_file}: {e.strerror or e}")
+    for key in ("KONFIG_WORKLOAD", "KONFIG_PLATFORM", "KONFIG_DOMAIN"):
+        if os.environ.get(key):
+            text = text.replace("${" + key + "}", os.environ[key])
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        _fail(f"{workload_file} is not YAML: {e}")
+    try:
+        recorded = tag_digest(repository, f"{BUILD_TAG_PREFIX}{commit}",
+                              token=os.environ.get("KONFIG_REGISTRY_TOKEN"))
+    except RegistryError as e:
+        _fail(f"cannot read the build record of {commit[:12]}: {e}")
+    return Release(commit=commit, tag=tag or os.environ.get("CI_COMMIT_TAG") or None,
+                   repository=repository, recorded=recorded, workload=document or {},
+                   requested=requested)
 
 
 # --------------------------------------------------------------------------- break-glass

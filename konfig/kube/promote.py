@@ -39,8 +39,10 @@ from konfig.promotion import (
     Promotion,
     PromotionRefused,
     domain_environments,
+    Release,
     infer_domain,
     plan_promotion,
+    plan_release_promotion,
 )
 
 GROUP = crds.GROUP
@@ -323,7 +325,62 @@ def promote(
     return attempt()
 
 
+def apply_release_promotion(api_client: kubernetes.client.ApiClient, promotion: Promotion, *,
+                            controller: str = CLI_CONTROLLER) -> PromotionReport:
+    """Write a release promotion: server-side apply (field manager ``konfig-promote``, forced:
+    the release owns the spec) of the commit's Workload into the target namespace, then a
+    ``Promoted`` Event. Nothing is written when the target already holds that spec and image.
+    Raises ``ApiException``."""
+    report = PromotionReport(promotion)
+    if not promotion.changed:
+        return report
+    custom = kubernetes.client.CustomObjectsApi(api_client)
+    written = custom.patch_namespaced_custom_object(
+        GROUP, VERSION, promotion.target_namespace, PLURALS["Workload"], promotion.workload,
+        promotion.new_object(), field_manager=FIELD_MANAGER, force=True,
+        _content_type="application/apply-patch+yaml")
+    if written is None:  # the client does not decode apply-patch answers: read it back
+        written = custom.get_namespaced_custom_object(
+            GROUP, VERSION, promotion.target_namespace, PLURALS["Workload"], promotion.workload)
+    report.applied, report.workload = True, written
+    note = promotion.event_note() + (f" (release {promotion.release}, commit "
+                                     f"{(promotion.commit or '')[:12]})")
+    report.event, warning = post_event(
+        api_client, written, reason=EVENT_REASON, action=EVENT_ACTION, note=note[:1024],
+        now=promotion.at, controller=controller)
+    report.warnings += [warning] if warning else []
+    return report
+
+
+def promote_release(
+    api_client: kubernetes.client.ApiClient,
+    *,
+    workload: str,
+    to_environment: str,
+    release: Release,
+    actor: str,
+    now: datetime,
+    domain: str | None = None,
+    system_namespace: str = SYSTEM_NAMESPACE,
+    dry_run: bool = False,
+) -> PromotionReport:
+    """Observe, decide (:func:`konfig.promotion.plan_release_promotion`) and apply one release
+    promotion. Raises :class:`PromotionRefused`, :class:`ClusterStateError` or
+    ``ApiException``."""
+    inputs = observe(api_client, workload=workload, to_environment=to_environment,
+                     domain=domain or (release.workload.get("spec") or {}).get("domain"),
+                     system_namespace=system_namespace)
+    promotion = plan_release_promotion(
+        control_plane=inputs.control_plane, domain=inputs.domain, workload=workload,
+        to_environment=to_environment, release=release, source=inputs.source,
+        target=inputs.target, actor=actor, now=now)
+    return PromotionReport(promotion) if dry_run else apply_release_promotion(api_client,
+                                                                            promotion)
+
+
 __all__ = [
+    "apply_release_promotion",
+    "promote_release",
     "ClusterStateError",
     "PromotionInputs",
     "PromotionRefused",
