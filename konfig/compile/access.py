@@ -276,8 +276,11 @@ def _ci_identity(ctx: CompileContext, domain: Domain) -> list[KubeObject]:
         kube_object(
             AR, "ArtifactRegistryRepository", repo, namespace=SYSTEM_NAMESPACE, labels=labels,
             annotations={PROJECT_ID_ANNOTATION: ctx.cp_project_id},
+            # Immutable tags: the git-<sha> tag a build pushes is the record release
+            # promotion trusts, so nobody may move it (docs/gitops.md).
             spec={"resourceID": domain.name, "location": ctx.region, "format": "DOCKER",
-                  "description": f"Images of domain {domain.name}"},
+                  "description": f"Images of domain {domain.name}",
+                  "dockerConfig": {"immutableTags": True}},
         ),
     ]
     group_path = ctx.gitlab_domain_path(domain)

@@ -100,6 +100,10 @@ def gcloud(argv: list[str]) -> None:
         gcloud_config().mkdir(parents=True, exist_ok=True)
         (gcloud_config() / "active-credential.json").write_text(json.dumps(credential))
         record("gcloud", argv, credential=credential)
+    elif words[:2] == ["auth", "print-access-token"]:
+        require_login()
+        print(os.environ.get("FAKE_ACCESS_TOKEN", "ya29.fake-access-token"))
+        record("gcloud", argv)
     elif words[:2] == ["auth", "configure-docker"]:
         require_login()
         record("gcloud", argv)

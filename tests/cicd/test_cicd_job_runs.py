@@ -64,7 +64,7 @@ def test_main_pipeline_builds_once_and_applies_the_digest_to_the_first_environme
     build = main_workspace.run(child, "build")
     assert build.returncode == 0, build.output
     assert_signed_in_as_ci(build, "dev")
-    image = f"{REGISTRY}/checkout:{SHA}"
+    image = f"{REGISTRY}/checkout:git-{SHA}"  # the build record of the commit
     assert calls_of(build, "gcloud", "auth", "configure-docker") == [
         ["auth", "configure-docker", "us-docker.pkg.dev", "--quiet"]
     ]
@@ -105,8 +105,12 @@ def test_tag_pipeline_promotes_with_konfig_promote(tmp_path):
         run = workspace.run(child, f"promote:{environment}")
         assert run.returncode == 0, run.output
         assert_signed_in_as_ci(run, environment)
-        assert calls_of(run, "konfig") == [["promote", "checkout", "--to", environment]]
-        assert [c["tool"] for c in run.calls][-2:] == ["gcloud", "konfig"]  # credentials, then promote
+        assert calls_of(run, "konfig") == [[
+            "promote", "checkout", "--to", environment, "--commit", SHA, "--tag", TAG.tag,
+            "--repository", f"{REGISTRY}/checkout", "--workload-file", "workload.yaml",
+            "--dotenv", "promote.env"]]
+        # credentials, a registry token for the build record, then promote
+        assert [c["tool"] for c in run.calls][-3:] == ["gcloud", "gcloud", "konfig"]
         assert_no_credential_left(workspace, run)
     assert not any(c["tool"] == "docker" for c in workspace.calls())
 

@@ -4,7 +4,8 @@
 #   sh ci/pipeline.sh > konfig-pipeline.yml
 #
 # On the default branch:  build -> deploy:<first environment>
-# On a tag:               promote:<2nd environment> -> promote:<3rd> -> ... -> promote:<last>
+# On a tag:               promote:<2nd environment> -> promote:<3rd> -> ... -> promote:<last>,
+#                         and a GitLab release after promote:<2nd environment>
 #
 # The environments are KONFIG_ENVIRONMENTS (space-separated, in promotion order) and
 # KONFIG_PRODUCTION_ENVIRONMENTS, which Konfig sets on the domain group from your Domain and
@@ -100,9 +101,10 @@ if [ "$mode" = deploy ]; then
     exit 0
 fi
 
-printf 'stages: [promote]\n'
+printf 'stages: [promote, release]\n'
 previous=""
 summary=""
+second=""
 for environment in $environments; do
     if [ "$environment" = "$first" ]; then
         previous=$environment
@@ -117,7 +119,14 @@ for environment in $environments; do
     deployment_keys "$environment"
     summary="${summary:+$summary -> }promote:$environment"
     previous=$environment
+    [ -n "$second" ] || second=$environment
 done
+
+if [ -n "$second" ]; then
+    # The GitLab release, once the tag reached the environment after the first.
+    printf '\nrelease:\n  extends: .konfig-release\n  needs: ["promote:%s"]\n' "$second"
+    summary="$summary; release after promote:$second"
+fi
 
 if [ -z "$summary" ]; then
     # A child pipeline needs at least one job; with a single environment there is nothing to do.
