@@ -126,6 +126,15 @@ def render_child(environments: str, production: str, context: Context) -> Config
 
 
 @pytest.fixture(scope="session")
+def engine(tmp_path_factory):
+    """A git checkout of the workload template for gitlab-ci-local (one per test worker)."""
+    from .gitlab_ci_local import Repository
+
+    return Repository(tmp_path_factory.mktemp("engine") / "checkout", TEMPLATE,
+                      project_url="https://gitlab.example.com/acme/acme/retail/ecommerce/checkout.git")
+
+
+@pytest.fixture(scope="session")
 def validator():
     return schema_validator()
 

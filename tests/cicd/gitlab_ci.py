@@ -1,5 +1,11 @@
 """A small model of how GitLab turns CI YAML into a pipeline, to test the workload template.
 
+Job selection (rules, needs, include, extends, variables) is tested with a real engine,
+gitlab-ci-local (tests/cicd/gitlab_ci_local.py). This model stays only for what gitlab-ci-local
+cannot do: check a trigger job's ``trigger:include:artifact`` against its ``needs`` (it does not
+create child pipelines from artifacts), and give ``runner.py`` GitLab's variable precedence with
+environment-scoped variables and ``id_tokens`` (it mints no ID tokens).
+
 It covers what the template uses, with GitLab's documented semantics:
 
 - ``include: local`` and ``extends``: hashes merge deeply, everything else is replaced, the

@@ -86,7 +86,9 @@ class Repository:
         for name, text in (files or {}).items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(text)
-        self.env = {**os.environ, **(env or {})}
+        # Tests set predefined variables on purpose (a tag push, a merge request).
+        self.env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(_PREDEFINED + (
+            "CI_COMMIT_REF_PROTECTED",)), **(env or {})}
         self.git("init", "-q", "-b", "main")
         self.git("remote", "add", "origin", project_url)
         self.git("add", "-A")
@@ -156,3 +158,47 @@ class Repository:
     def dotenv(self, job: str, name: str) -> Path:
         """A job's ``artifacts:reports:dotenv`` file."""
         return self.artifact(job, f".gitlab-ci-reports/dotenv/{name}")
+
+
+_PREDEFINED = ("CI_COMMIT_BRANCH", "CI_COMMIT_TAG", "CI_COMMIT_REF_NAME", "CI_PIPELINE_SOURCE",
+               "CI_DEFAULT_BRANCH", "CI_MERGE_REQUEST_IID")
+
+
+def created_pipeline(repo: Repository, predefined: Mapping[str, str], *,
+                     text: str | None = None) -> dict[str, dict[str, Any]] | None:
+    """The jobs GitLab creates for a push with these predefined variables, as gitlab-ci-local
+    evaluates ``workflow:rules``, job ``rules``, ``include`` and ``extends``, with every
+    ``needs`` checked (``--validate-dependency-chain``); ``None`` when no pipeline is created.
+    ``text`` is another pipeline file of the repository (a generated child pipeline); bodies
+    come from ``--preview`` (includes and extends expanded)."""
+    from ruamel.yaml import YAML
+
+    file = None
+    if text is not None:
+        file = f"pipeline-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yml"
+        (repo.path / file).write_text(text)
+    unset = tuple(v for v in _PREDEFINED if v not in predefined)
+    selected = repo.jobs(predefined, unset=unset, file=file)
+    if not selected:
+        return None
+    base = repo._command(predefined, unset, file, False)
+    # A job may need a manual (blocking) job: it waits until someone runs it. Validate the
+    # chain as if every manual job were run.
+    manual = [arg for name, job in selected.items() if job.get("when") == "manual"
+              for arg in ("--manual", name)]
+    check = subprocess.run([*base, *manual, "--validate-dependency-chain"], cwd=repo.path,
+                           env=repo.env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    problems = [line for line in (check.stdout + check.stderr).splitlines()
+                if " is " in line and "needed by" in line or "needs" in line.lower()
+                and "not" in line]
+    # gitlab-ci-local (4.72) also reports a job that needs a blocking manual job, even with
+    # --manual; GitLab accepts it (the job waits for the manual one: https://docs.gitlab.com/
+    # ci/jobs/job_control/#types-of-manual-jobs), so that one message is not a refusal.
+    problems = [p for p in problems if "is when:manual, its needed by" not in p]
+    if check.returncode != 0 and (problems or "when:manual" not in check.stdout + check.stderr):
+        raise AssertionError(f"GitLab would refuse this pipeline:\n{check.stdout}{check.stderr}")
+    preview = subprocess.run([*base, "--preview"], cwd=repo.path, env=repo.env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    expanded = YAML(typ="safe").load(preview[preview.index("---"):])
+    return {name: expanded[name] for name in selected}

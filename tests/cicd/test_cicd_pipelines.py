@@ -1,24 +1,52 @@
 """The pipelines GitLab creates from the template, for each kind of push: one build per commit
 on main, a deploy to the first environment only, tag pipelines that promote along
-KONFIG_ENVIRONMENTS without building, production behind a manual job."""
+KONFIG_ENVIRONMENTS without building, production behind a manual job.
+
+Pipelines are created by gitlab-ci-local (tests/cicd/gitlab_ci_local.py); the home-made model
+(gitlab_ci.py) remains only for the trigger job's ``trigger:include:artifact``, which
+gitlab-ci-local does not turn into a child pipeline."""
 
 from __future__ import annotations
 
 import pytest
 
+from ruamel.yaml import YAML
+
 from .conftest import ENVIRONMENT_CASES, MAIN, TAG, Context, render, render_child
 from .gitlab_ci import PipelineError, create_pipeline, evaluate, need_names, resolved_jobs
+from .gitlab_ci_local import created_pipeline
+
+_ENGINE = None
 
 FEATURE = Context(branch="feature/login")
 MERGE_REQUEST = Context(branch=None, source="merge_request_event")
 OTHER_TAG = Context(tag="release-2024")
 
 
+@pytest.fixture(autouse=True)
+def _engine(engine):
+    global _ENGINE
+    _ENGINE = engine
+
+
 def child_pipeline(environments: str, production: str, context: Context) -> dict[str, dict]:
-    """The child pipeline's jobs as GitLab creates them (every `needs` checked)."""
-    jobs = create_pipeline(render_child(environments, production, context), context.predefined())
-    assert jobs is not None
-    return jobs
+    """The child pipeline's jobs as GitLab creates them (gitlab-ci-local; every `needs`
+    checked)."""
+    return _child_pipeline(environments, production, context)
+
+
+_CHILDREN: dict = {}
+
+
+def _child_pipeline(environments: str, production: str, context: Context) -> dict[str, dict]:
+    key = (environments, production, context)
+    if key not in _CHILDREN:
+        result = render(environments, production, context)
+        assert result.returncode == 0, result.stderr
+        jobs = created_pipeline(_ENGINE, context.predefined(), text=result.stdout)
+        assert jobs is not None
+        _CHILDREN[key] = jobs
+    return _CHILDREN[key]
 
 
 def builds(jobs: dict[str, dict]) -> list[str]:
@@ -66,14 +94,14 @@ def test_expression_evaluator_follows_gitlab(expression, variables, expected):
     ],
     ids=["main", "v-tag", "feature-branch", "merge-request", "other-tag"],
 )
-def test_parent_pipeline_jobs_per_kind_of_push(parent, context, expected):
-    jobs = create_pipeline(parent, context.predefined())
+def test_parent_pipeline_jobs_per_kind_of_push(engine, context, expected):
+    jobs = created_pipeline(engine, context.predefined())
     assert (set(jobs) if jobs is not None else None) == expected
 
 
-def test_parent_pipeline_never_builds_or_talks_to_gcp(parent):
+def test_parent_pipeline_never_builds_or_talks_to_gcp(engine):
     for context in (MAIN, TAG):
-        jobs = create_pipeline(parent, context.predefined())
+        jobs = created_pipeline(engine, context.predefined())
         assert builds(jobs) == []
         for job in jobs.values():
             assert "id_tokens" not in job
@@ -82,6 +110,8 @@ def test_parent_pipeline_never_builds_or_talks_to_gcp(parent):
 
 @pytest.mark.parametrize("context", [MAIN, TAG], ids=["main", "tag"])
 def test_trigger_runs_the_generated_pipeline_and_mirrors_its_status(parent, context):
+    # The home-made model: it checks trigger:include:artifact against the trigger's needs,
+    # which gitlab-ci-local cannot (it does not create child pipelines from artifacts).
     jobs = create_pipeline(parent, context.predefined())
     (trigger,) = [job for job in jobs.values() if "trigger" in job]
     assert trigger["needs"] == ["generate"]
@@ -206,10 +236,17 @@ def test_generator_fails_with_a_clear_message(environments, context, extra, mess
     assert result.stdout == ""  # nothing half-written for the trigger to run
 
 
-def test_generated_jobs_never_need_a_job_outside_their_pipeline():
-    """create_pipeline raises where GitLab would refuse the child; check it can refuse."""
+def test_generated_jobs_never_need_a_job_outside_their_pipeline(engine):
+    """created_pipeline fails where GitLab would refuse the child; check that it can."""
+    import io
+
     child = render_child("dev stage prod", "prod", TAG)
     del child["promote:stage"]
+    text = io.StringIO()
+    YAML(typ="safe").dump(child, text)
+    with pytest.raises(AssertionError, match="promote:stage"):
+        created_pipeline(engine, TAG.predefined(), text=text.getvalue())
+    # The home-made model refuses it too (it is still used for trigger:include:artifact).
     with pytest.raises(PipelineError, match="needs 'promote:stage'"):
         create_pipeline(child, TAG.predefined())
 
