@@ -48,6 +48,7 @@ def validate_definitions(
         _check_platform(defs, platform, problems)
     for domain in defs.domains.values():
         _check_domain(defs, domain, problems)
+    _check_raw_kcc(defs, problems)
     _check_project_ids(defs, problems)
     for workload in defs.workloads.values():
         _check_workload(defs, workload, problems)
@@ -56,6 +57,16 @@ def validate_definitions(
     _check_network(control_plane, problems)
     _check_routes(defs, problems)
     return defs
+
+
+def _check_raw_kcc(defs: Definitions, problems: Problems) -> None:
+    """Raw Config Connector manifests and the control plane's allow-list (compile/rawkcc.py)."""
+    from konfig.compile.rawkcc import allow_list_problems, raw_kcc_problems
+
+    problems.extend(allow_list_problems(defs))
+    for domain in defs.domains.values():
+        if domain.spec.platform in defs.platforms:
+            problems.extend(raw_kcc_problems(defs, domain))
 
 
 def _single_control_plane(objects: list[Definition], problems: Problems) -> ControlPlane | None:

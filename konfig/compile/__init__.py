@@ -62,6 +62,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
     from konfig.compile.network import compile_network
     from konfig.compile.runtimes import compile_dataflow_agents
     from konfig.compile.uptime import compile_uptime
+    from konfig.compile.rawkcc import compile_raw_kcc
     from konfig.compile.workloads import compile_workloads
 
     ctx = CompileContext(defs, facts=facts or CompileFacts())
@@ -70,7 +71,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
     with _gc_paused():
         for step in (compile_namespaces, compile_hierarchy, compile_access, compile_network,
                      compile_ingress, compile_kms, compile_budgets, compile_break_glass,
-                     compile_uptime, compile_dataflow_agents, compile_workloads):
+                     compile_uptime, compile_dataflow_agents, compile_workloads, compile_raw_kcc):
             try:
                 objects += step(ctx)
             except DefinitionError as err:  # report every step's problems in one run

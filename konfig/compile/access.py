@@ -17,6 +17,7 @@ from konfig.compile.hierarchy import (
     project_object_name,
 )
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
+from konfig.compile.rawkcc import raw_kcc_roles
 from konfig.compile.state import PROJECT_ID_ANNOTATION, SYSTEM_NAMESPACE, KubeObject
 from konfig.model import Domain, GroupBinding
 
@@ -141,8 +142,11 @@ def _kcc_identity(ctx: CompileContext, domain: Domain, environment: str) -> list
     project_id = ctx.project_id(domain, environment)
     sa = kcc_service_account_object(domain.name, environment)
     namespace = naming.namespace_name(domain.name, environment)
+    # Raw Config Connector manifests of this environment add the allow-list's roles of their
+    # API groups (ControlPlane spec.rawKcc; compile/rawkcc.py).
     roles = sorted({*KCC_BASE_ROLES, *(KCC_SERVICE_ROLES[s] for s in ctx.services(domain)
-                                        if s in KCC_SERVICE_ROLES)})
+                                        if s in KCC_SERVICE_ROLES),
+                    *raw_kcc_roles(ctx.defs, domain, environment)})
     objects = [
         _service_account(sa, naming.KCC_SERVICE_ACCOUNT_ID, project_id,
                          f"Config Connector for namespace {namespace}", labels),

@@ -206,7 +206,8 @@ def dataflow(ctx: CompileContext, t: "Target", env: dict[str, str], labels: dict
             resource_ref={"apiVersion": STORAGE, "kind": "StorageBucket",
                           "name": _bucket_object(t, purpose)},
             role="roles/storage.objectAdmin", service_account_ref=worker))
-    ci = f"serviceAccount:{ci_service_account_email(ctx, t.domain.name)}"
+    # This environment's own CI identity (one per domain environment, docs/gitops.md).
+    ci = f"serviceAccount:{ci_service_account_email(ctx, t.domain.name, t.environment.name)}"
     objects += [
         # CI publishes template specs (written once per digest, never overwritten).
         policy_member(object_name(t.workload.name, "df-staging-ci"), namespace=t.namespace,

@@ -197,6 +197,15 @@ class IngressSettings(KonfigModel):
         "'<env>.<host>'. Required as soon as a workload is external.",
     )
     environments: dict[EnvironmentName, EnvironmentIngress] = Field(default_factory=dict)
+class RawKccService(KonfigModel):
+    """One Config Connector API group domains may use as raw manifests (``Domain.spec.rawKcc``),
+    the service it needs, and the roles its Config Connector service account then gets on the
+    domain environment's project (predefined roles only: basic roles are refused)."""
+
+    api_group: str = Field(pattern=r"^[a-z0-9]+\.cnrm\.cloud\.google\.com$",
+                           description="e.g. monitoring.cnrm.cloud.google.com")
+    service: ServiceName
+    roles: list[str] = Field(min_length=1, description="e.g. roles/monitoring.editor")
 
 
 class ControlPlaneSpec(KonfigModel):
@@ -209,6 +218,9 @@ class ControlPlaneSpec(KonfigModel):
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     ingress: IngressSettings = Field(default_factory=IngressSettings)
+    raw_kcc: list[RawKccService] = Field(
+        default_factory=list,
+        description="Config Connector API groups domains may use directly (Domain.spec.rawKcc).")
 
 
 class ControlPlane(Definition):

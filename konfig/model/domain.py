@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,19 @@ from konfig.model.common import (
     KonfigModel,
     ServiceName,
 )
+
+
+class RawKccManifest(KonfigModel):
+    """A plain Config Connector manifest the domain keeps beside Konfig (the escape hatch for
+    kinds no ResourceTemplate covers): applied into each listed environment's namespace
+    (all of the domain's by default) with Konfig's labels, its project pinned, under the
+    guardrails of docs/gitops.md ("Raw Config Connector")."""
+
+    manifest: dict[str, Any] = Field(
+        description="The Config Connector object (apiVersion *.cnrm.cloud.google.com); "
+                    "metadata.namespace and the project are set by Konfig.")
+    environments: list[EnvironmentName] | None = Field(
+        default=None, description="Environments it is applied in (default: all the domain's).")
 
 
 class DomainSpec(KonfigModel):
@@ -37,6 +50,10 @@ class DomainSpec(KonfigModel):
         description="Monthly budget over these projects; owner groups are alerted at 50/90/100 % "
         "of actual and forecasted spend.",
     )
+    raw_kcc: list[RawKccManifest] = Field(
+        default_factory=list,
+        description="Plain Config Connector manifests, for kinds the control plane's "
+                    "spec.rawKcc allow-list names.")
 
 
 class Domain(Definition):

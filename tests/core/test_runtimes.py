@@ -143,7 +143,7 @@ def test_dataflow_buckets_and_grants(tmp_path):
     assert {"acme-ecommerce-dev-checkout-df-temp", "acme-ecommerce-dev-checkout-df-staging"} <= set(buckets)
     assert buckets["acme-ecommerce-dev-checkout-df-temp"]["spec"]["lifecycleRule"][0]["condition"] == {"age": 7}
     members = _objects(state, "IAMPolicyMember", "dev")
-    ci = "serviceAccount:ci-ecommerce@acme-acme-cp.iam.gserviceaccount.com"
+    ci = "serviceAccount:ci-ecommerce-dev@acme-acme-cp.iam.gserviceaccount.com"  # dev's own CI identity
     ci_grants = {(m["spec"]["resourceRef"]["kind"], m["spec"]["resourceRef"]["name"], m["spec"]["role"])
                  for m in members if m["spec"].get("member") == ci}
     assert ci_grants == {("IAMServiceAccount", "wl-checkout", "roles/iam.serviceAccountUser"),

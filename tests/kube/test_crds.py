@@ -212,6 +212,8 @@ spec:
   breakGlass: {maxDuration: 2h, roles: [roles/run.admin], privilegedAccessManager: true}
   network: {environments: {dev: {cidr: 10.10.0.0/16, projectId: acme-net-dev}}}
   ingress: {host: api.acme.com, environments: {stage: {host: staging.acme.com}}}
+  rawKcc:
+    - {apiGroup: monitoring.cnrm.cloud.google.com, service: monitoring.googleapis.com, roles: [roles/monitoring.editor]}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Platform
@@ -234,6 +236,13 @@ spec:
   workloads: [checkout, cart]
   projectIds: {prod: acme-shop-prod}
   budget: {monthly: 2000.5, currency: USD}
+  rawKcc:
+    - environments: [prod]
+      manifest:
+        apiVersion: monitoring.cnrm.cloud.google.com/v1beta1
+        kind: MonitoringNotificationChannel
+        metadata: {name: oncall}
+        spec: {type: email, labels: {email_address: oncall@acme.com}}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Workload
