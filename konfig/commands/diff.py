@@ -112,6 +112,19 @@ def _cluster_changes(defs, state, kubeconfig, context, workloads) -> ChangeSet:
     except (kubernetes.config.ConfigException, OSError) as e:
         _fail(f"cannot load cluster credentials: {e}")
     try:
+        # Compile as the operator does: with what Config Connector reports (service URLs), so
+        # that a converged cluster shows no changes.
+        from konfig.compile import compile_definitions
+        from konfig.errors import DefinitionError
+        from konfig.kube.facts import observe_facts
+
+        try:
+            state = compile_definitions(defs, observe_facts(client, defs.control_plane.name))
+        except DefinitionError as e:
+            from konfig.commands.core import report_problems
+
+            report_problems(e)
+            raise typer.Exit(ERROR) from None
         return preview_cluster(client, defs, state, include_workloads=workloads)
     except KubeError as e:
         hint = (" Are the Konfig CRDs installed?" if e.status == 404 else "")

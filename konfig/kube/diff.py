@@ -137,11 +137,32 @@ def contains(live: Any, desired: Any) -> bool:
             return False
         for lv, dv in zip(live, desired):
             if not contains(lv, dv):
-                return False
+                return _contains_by_name(live, desired)
         return True
     if kind is bool or type(live) is bool:
         return kind is type(live) and desired == live
     return desired == live
+
+
+def _named_items(items: list) -> dict[str, Any] | None:
+    """``items`` by their ``name``, when every item is a map with a distinct string name."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if type(item) is not dict or type(item.get("name")) is not str or item["name"] in out:
+            return None
+        out[item["name"]] = item
+    return out
+
+
+def _contains_by_name(live: list, desired: list) -> bool:
+    """Lists of named maps (``env``, ``containers``, ``ports``) are associative lists keyed by
+    ``name`` in server-side apply: a server may keep its own order of the items
+    (https://kubernetes.io/docs/reference/using-api/server-side-apply/#merge-strategy), so
+    they match item by item by name, whatever the order."""
+    have, want = _named_items(live), _named_items(desired)
+    if have is None or want is None or have.keys() != want.keys():
+        return False
+    return all(contains(have[name], item) for name, item in want.items())
 
 
 def first_difference(live: Any, desired: Any, path: str = "") -> str | None:
@@ -161,6 +182,8 @@ def first_difference(live: Any, desired: Any, path: str = "") -> str | None:
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
             return path
+        if contains(live, desired):
+            return None
         for i, (lv, dv) in enumerate(zip(live, desired)):
             found = first_difference(lv, dv, f"{path}[{i}]")
             if found:
