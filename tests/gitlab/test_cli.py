@@ -82,3 +82,12 @@ def test_diff_with_gitlab_unreachable_is_an_error(definitions_dir):
     result = _diff("http://127.0.0.1:9", definitions_dir)
     assert result.exit_code == 1
     assert "cannot read GitLab" in result.output and "No plan was made" in result.output
+
+
+def test_plan_shows_the_definitions_repository_and_its_pipeline(definitions_dir):
+    result = CliRunner().invoke(app, ["plan", str(definitions_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    line = next(i for i, text in enumerate(result.output.splitlines())
+                if "konfig-control-plane (control-plane)" in text)
+    below = result.output.splitlines()[line + 1]
+    assert "repository: the definitions" in below and "apply on the protected default" in below
