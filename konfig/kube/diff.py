@@ -121,7 +121,9 @@ def with_hash(obj: KubeObject) -> KubeObject:
 def contains(live: Any, desired: Any) -> bool:
     """True when every field of ``desired`` is in ``live`` with the same value: maps may have
     extra keys on the live side (defaults, other managers' fields); lists must have the same
-    length and match element by element. ``True``/``1`` are told apart."""
+    length and match element by element, except lists of maps with distinct ``name`` keys,
+    which match by name in any order (see :func:`_contains_by_name`). ``True``/``1`` are told
+    apart."""
     # Exact type checks: objects are plain JSON data, and this runs for every field of every
     # object on every pass (ABC isinstance checks cost several times more).
     kind = type(desired)
