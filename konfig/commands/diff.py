@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from konfig.changes import ChangeSet, ObjectChange
+from konfig.compile.state import SYSTEM_NAMESPACE
 
 #: Exit codes (terraform plan -detailed-exitcode).
 NO_CHANGES, ERROR, CHANGES = 0, 1, 2
@@ -119,7 +120,8 @@ def _cluster_changes(defs, state, kubeconfig, context, workloads) -> ChangeSet:
         from konfig.kube.facts import observe_facts
 
         try:
-            state = compile_definitions(defs, observe_facts(client, defs.control_plane.name))
+            state = compile_definitions(operator_view(client, defs, workloads),
+                                        observe_facts(client, defs.control_plane.name))
         except DefinitionError as e:
             from konfig.commands.core import report_problems
 
@@ -131,6 +133,28 @@ def _cluster_changes(defs, state, kubeconfig, context, workloads) -> ChangeSet:
         _fail(f"cannot read the cluster at {client.host}: {e}.{hint} No plan was made.")
     finally:
         client.close()
+
+
+def operator_view(client, defs, workloads: bool):
+    """The definitions the operator will compile once ``konfig apply`` has run: the tree's
+    custom resources and, with ``workloads=False`` (the definitions pipeline, which leaves
+    Workloads to their repositories), the Workloads the cluster holds now. Built by the
+    operator's own reader (:func:`konfig.operator.cluster.build_view`), so that a workload is
+    rendered exactly in the environments where it has an instance. Raises
+    :class:`~konfig.errors.DefinitionError` when that set is invalid."""
+    from konfig.errors import DefinitionError, Location, Problem
+    from konfig.kube.custom_resources import custom_resources
+    from konfig.model import API_VERSION
+    from konfig.operator.cluster import build_view, bundled_templates
+
+    resources = [r for r in custom_resources(defs) if workloads or r["kind"] != "Workload"]
+    if not workloads:
+        resources += client.list(client.kinds.get(API_VERSION, "Workload"))
+    view = build_view(resources, system_namespace=SYSTEM_NAMESPACE, library=bundled_templates())
+    if view.definitions is None or not view.valid:
+        raise DefinitionError(view.problems or [Problem(Location("<cluster>", 0, ""),
+                                                        "no usable control plane")])
+    return view.definitions
 
 
 def _gitlab_changes(state, gitlab_url: str | None) -> ChangeSet:

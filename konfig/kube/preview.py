@@ -67,8 +67,11 @@ def preview_cluster(client: KubeClient, defs: Definitions, state: DesiredState, 
     dry = _DryRun(client, result.notes)
     result.changes += _changes(layer.actions, "definitions", dry, workers)
 
+    owners = list(observed.values())
+    if not include_workloads:  # the cluster's Workloads stay, and own their objects
+        owners += client.list(client.kinds.get(API_VERSION, "Workload"))
     uids = {Ref(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]):
-            o["metadata"]["uid"] for o in observed.values() if o["metadata"].get("uid")}
+            o["metadata"]["uid"] for o in owners if o["metadata"].get("uid")}
     desired = [with_owner(o, uids, system_namespace) for o in state.kubernetes]
     desired_kinds = {client.kinds.of(o) for o in desired}
     live, notes = observe(client, desired_kinds, prune_kinds(client), cp, workers=workers)

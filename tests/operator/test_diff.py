@@ -319,6 +319,25 @@ def test_apply_without_workloads_never_touches_workloads_or_namespaces(kube, cli
                 if c["layer"] == "definitions"], plan.output
 
 
+def test_the_definitions_pipelines_plan_keeps_the_workloads_of_their_repositories(
+        kube, client, tmp_path, definitions_dir):
+    """The definitions repository holds no Workloads: its plan must not prune what the
+    workload repositories deployed (the operator compiles the cluster's Workloads too)."""
+    kubeconfig = str(kube.kubeconfig_path(tmp_path))
+    _converge(client, definitions_dir)
+    tree = tmp_path / "defs"
+    shutil.copytree(definitions_dir, tree)
+    shutil.rmtree(tree / "workloads")
+    plan = _diff(kubeconfig, tree, "--no-workloads")
+    assert plan.exit_code == 0, plan.output
+    # A real change still shows, and only it.
+    (tree / "domains" / "loyalty.yaml").write_text(
+        "apiVersion: konfig.dev/v1alpha1\nkind: Domain\nmetadata: {name: loyalty}\n"
+        "spec:\n  platform: retail\n  environments: [dev]\n")
+    changed = json.loads(_diff(kubeconfig, tree, "--no-workloads", "--json").output)
+    assert changed["counts"]["delete"] == 0 and changed["counts"]["create"] > 0
+
+
 def test_named_lists_match_by_name_whatever_the_servers_order():
     """A server may keep its own order of an associative list's items (env, containers):
     that is not drift, or the operator would rewrite the object on every pass."""
