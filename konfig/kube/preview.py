@@ -38,7 +38,7 @@ from konfig.compile.state import DELETION_POLICY, SYSTEM_NAMESPACE, DesiredState
 from konfig.definitions import Definitions
 from konfig.kube.client import KubeClient, KubeError
 from konfig.kube.diff import HASH_ANNOTATION, Action, plan
-from konfig.kube.owners import Ref, with_owner
+from konfig.kube.owners import Ref, responsible, with_owner
 from konfig.kube.sync import observe, prune_kinds
 from konfig.model import API_VERSION
 
@@ -76,7 +76,13 @@ def preview_cluster(client: KubeClient, defs: Definitions, state: DesiredState, 
     desired_kinds = {client.kinds.of(o) for o in desired}
     live, notes = observe(client, desired_kinds, prune_kinds(client), cp, workers=workers)
     result.notes += notes
-    children = plan(desired, live, cp, system_namespace=system_namespace)
+    # As the operator reads them after the apply: the tree's resources and those being deleted
+    # (pruned resources keep their finalizer until their objects are gone). Objects whose
+    # resource is neither are kept, as the operator keeps them (kube/diff.plan, ``read``).
+    after_apply = set(uids) | {Ref(r["kind"], r["metadata"].get("namespace", ""),
+                                   r["metadata"]["name"]) for r in resources}
+    children = plan(desired, live, cp, system_namespace=system_namespace,
+                    read=lambda obj: responsible(obj, system_namespace) in after_apply)
     result.changes += _changes(children.actions, "objects", dry, workers)
     return result
 
