@@ -87,7 +87,11 @@ def test_diff_with_gitlab_unreachable_is_an_error(definitions_dir):
 def test_plan_shows_the_definitions_repository_and_its_pipeline(definitions_dir):
     result = CliRunner().invoke(app, ["plan", str(definitions_dir)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    line = next(i for i, text in enumerate(result.output.splitlines())
-                if "konfig-control-plane (control-plane)" in text)
-    below = result.output.splitlines()[line + 1]
-    assert "repository: the definitions" in below and "apply on the protected default" in below
+    import re
+
+    # Width-independent: the tree's guides and line breaks removed.
+    flat = " ".join(re.sub(r"[│├└─]", " ", result.output).split())
+    start = flat.index("konfig-control-plane (control-plane)")
+    assert flat.index("repository: the definitions", start) < flat.index(
+        "workload-template (workload-template)")
+    assert "apply on the protected default branch" in flat[start:]
