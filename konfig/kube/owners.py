@@ -7,6 +7,8 @@ the most specific of them names the responsible custom resource:
 labels                  responsible custom resource
 ======================  ===============================================
 ``konfig-workload=W``   Workload ``W`` in the object's own namespace
+                        (not in the system namespace, where no Workload
+                        lives: there the domain is responsible)
 ``konfig-domain=D``     Domain ``D`` in the system namespace
 ``konfig-platform=P``   Platform ``P`` in the system namespace
 ``konfig-control-plane`` the ControlPlane in the system namespace
@@ -56,8 +58,9 @@ def responsible(obj: KubeObject, system_namespace: str = SYSTEM_NAMESPACE) -> Re
     labels = meta.get("labels") or {}
     if LABEL_CONTROL_PLANE not in labels:
         return None
-    if LABEL_WORKLOAD in labels and meta.get("namespace"):
-        return Ref("Workload", meta["namespace"], labels[LABEL_WORKLOAD])
+    namespace = meta.get("namespace")
+    if LABEL_WORKLOAD in labels and namespace and namespace != system_namespace:
+        return Ref("Workload", namespace, labels[LABEL_WORKLOAD])
     if LABEL_DOMAIN in labels:
         return Ref("Domain", system_namespace, labels[LABEL_DOMAIN])
     if LABEL_PLATFORM in labels:

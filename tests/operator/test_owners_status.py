@@ -35,6 +35,10 @@ def test_owner_references_only_within_one_namespace():
     assert owner_reference(context_in_env_ns, UIDS, SYSTEM) is None  # cross-namespace
     assert owner_reference(labelled(None), UIDS, SYSTEM) is None  # cluster-scoped
     assert responsible({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}}, SYSTEM) is None
+    # A workload's grant on a shared subnet lives in the system namespace, where no Workload
+    # does: its domain is responsible, so it is pruned with the workload, not leaked.
+    grant = labelled(SYSTEM, platform="p", domain="shop", environment="dev", workload="cart")
+    assert responsible(grant, SYSTEM) == Ref("Domain", SYSTEM, "shop")
 
 
 def kcc(ready=None, generation=1, observed=1):
