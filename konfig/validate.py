@@ -52,8 +52,7 @@ def validate_definitions(
     _check_project_ids(defs, problems)
     for workload in defs.workloads.values():
         _check_workload(defs, workload, problems)
-    for template in defs.templates.values():
-        _check_template(template, problems)
+    _check_templates(defs, problems)
     _check_network(control_plane, problems)
     _check_routes(defs, problems)
     return defs
@@ -437,10 +436,13 @@ def _check_dependency(defs: Definitions, workload: Workload, i: int, dep, proble
         )
 
 
-def _check_template(template: ResourceTemplate, problems: Problems) -> None:
-    from konfig.compile.templates import check_template  # the template engine owns its rules
+def _check_templates(defs: Definitions, problems: Problems) -> None:
+    # The template engine owns its rules; one engine (its caches) for the whole run.
+    from konfig.compile.templates import TemplateEngine, check_template
 
-    problems.extend(check_template(template))
+    engine = TemplateEngine()
+    for template in defs.templates.values():
+        problems.extend(check_template(template, engine))
 
 
 __all__ = ["validate_definitions", "project_id_for"]

@@ -9,6 +9,7 @@ from functools import cached_property
 from konfig.compile import naming
 from konfig.compile.ipam import EnvironmentRanges, plan_ranges
 from konfig.compile.routes import Route, plan_routes
+from konfig.compile.templates import TemplateEngine
 from konfig.definitions import Definitions
 from konfig.model import Domain, Environment
 from konfig.validate import project_id_for
@@ -67,6 +68,8 @@ class CompileContext:
     defs: Definitions
     notes: list[str] = field(default_factory=list)
     facts: CompileFacts = field(default_factory=CompileFacts)
+    #: The template engine of this compile (owns the compiled templates and CEL contexts).
+    engine: TemplateEngine = field(default_factory=TemplateEngine)
 
     @property
     def cp(self):

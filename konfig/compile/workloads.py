@@ -170,7 +170,8 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
         context = {**base, "resource": {"name": request.name, "access": request.access,
                                         "objectName": object_name(t.workload.name, request.name)}}
         rendered = render_resource(template, request=request, environment=t.environment,
-                                   context=context, where=t.workload.locate(f"spec.resources[{i}]"))
+                                   context=context, where=t.workload.locate(f"spec.resources[{i}]"),
+                                   engine=ctx.engine)
         for obj in rendered.objects:
             objects.append(_adopt(obj, t.namespace, labels))
         for key, value in rendered.env.items():

@@ -1,0 +1,204 @@
+"""Cost limits on CEL expressions, so no template or parameter can hang or exhaust Konfig.
+
+cel-rust has no cost budget of its own and holds the GIL while it evaluates (measured: about
+13 µs per comprehension step on the reference machine, so ``xs.map(a, xs.map(b, xs.map(c,
+...)))`` over 300 items would run for minutes), so Konfig bounds expressions the way
+Kubernetes bounds CEL validation rules (estimated cost against a budget, refused before
+running; https://kubernetes.io/docs/reference/using-api/cel/#resource-constraints):
+
+- **at load time** (static): an expression has at most :data:`MAX_EXPRESSION_LENGTH`
+  characters, at most :data:`MAX_NESTING` levels of brackets and at most
+  :data:`MAX_COMPREHENSION_DEPTH` nested comprehension macros (``map``, ``filter``, ``all``,
+  ``exists``, ``exists_one``);
+- **before each evaluation** (estimated): ``n ** depth`` steps, where ``n`` is the largest
+  collection the expression can iterate (the largest list or map in the values it reads, the
+  expression's own literals, :data:`MAX_LIST_ITEMS` if it calls ``lists.range``, the longest
+  string if it calls ``split``) and ``depth`` its comprehension nesting, must stay within
+  :data:`MAX_EXPRESSION_COST`; a whole render (one resource of one workload in one
+  environment) within :data:`MAX_RENDER_COST`;
+- **while evaluating**: the extension functions (Python) refuse results longer than
+  :data:`MAX_STRING_LENGTH` characters or :data:`MAX_LIST_ITEMS` items, and ``lists.range``
+  larger than :data:`MAX_LIST_ITEMS`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Mapping
+
+from cel import stdlib as cel_stdlib
+
+from konfig.compile.templates.expressions import Program, nesting_depths
+
+#: Longest expression source, in characters (the longest bundled one has about 200).
+MAX_EXPRESSION_LENGTH = 4096
+#: Deepest nesting of ``(``, ``[`` and ``{`` in an expression.
+MAX_NESTING = 32
+#: Deepest nesting of comprehension macros.
+MAX_COMPREHENSION_DEPTH = 3
+#: Estimated steps of one evaluation (about 1 s of cel-rust at the worst).
+MAX_EXPRESSION_COST = 100_000
+#: Estimated steps of one render (every expression of one resource in one environment).
+MAX_RENDER_COST = 400_000
+#: Longest string an extension function may return.
+MAX_STRING_LENGTH = 256 * 1024
+#: Most items a list an extension function returns may hold.
+MAX_LIST_ITEMS = 10_000
+
+class ExpressionTooExpensive(ValueError):
+    """An expression whose estimated or actual cost exceeds a limit."""
+
+
+def static_problems(source: str) -> list[str]:
+    """Load-time limit violations of the expression ``source`` (``[]`` if none)."""
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        return [
+            f"expression is {len(source)} characters long; at most {MAX_EXPRESSION_LENGTH} are "
+            "allowed (split it, or move data into parameters)"
+        ]
+    nesting, depth = nesting_depths(source)
+    if nesting > MAX_NESTING:
+        return [f"${{{_short(source)}}} nests brackets {nesting} deep; at most {MAX_NESTING}"]
+    if depth > MAX_COMPREHENSION_DEPTH:
+        return [
+            f"${{{_short(source)}}} nests {depth} comprehensions (map, filter, all, exists); at "
+            f"most {MAX_COMPREHENSION_DEPTH}, so its cost stays bounded"
+        ]
+    return []
+
+
+def _short(source: str) -> str:
+    return source if len(source) <= 80 else source[:77] + "..."
+
+
+# --------------------------------------------------------------------------- estimated cost
+
+
+def _largest(value: Any, strings: bool, budget: list[int]) -> int:
+    """Largest collection (or string, if ``strings``) inside ``value``; stops walking after
+    ``budget[0]`` nodes (then the size so far is a lower bound, and huge anyway)."""
+    if budget[0] <= 0:
+        return 0
+    budget[0] -= 1
+    if isinstance(value, dict):
+        inner = max((_largest(v, strings, budget) for v in value.values()), default=0)
+        return max(len(value), inner)
+    if isinstance(value, list):
+        inner = max((_largest(v, strings, budget) for v in value), default=0)
+        return max(len(value), inner)
+    if strings and isinstance(value, str):
+        return len(value)
+    return 0
+
+
+class CostMeter:
+    """Estimates and accumulates the cost of the evaluations of one render.
+
+    ``variables`` are the render's roots; their sizes are measured once per root."""
+
+    __slots__ = ("variables", "_sizes", "spent")
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self.variables = variables
+        self._sizes: dict[tuple[str, bool], int] = {}
+        self.spent = 0
+
+    def _size(self, root: str, strings: bool) -> int:
+        key = (root, strings)
+        size = self._sizes.get(key)
+        if size is None:
+            size = _largest(self.variables.get(root), strings, [200_000])
+            self._sizes[key] = size
+        return size
+
+    def charge(self, program: Program) -> None:
+        """Account for one evaluation of ``program``; raises :class:`ExpressionTooExpensive`
+        when it, or the render so far, exceeds its budget."""
+        cost = estimated_cost(program, self._size)
+        if cost > MAX_EXPRESSION_COST:
+            raise ExpressionTooExpensive(
+                f"${{{_short(program.source)}}} may take about {cost:,} evaluation steps with "
+                f"these values; at most {MAX_EXPRESSION_COST:,} are allowed (fewer nested "
+                "map/filter calls, or smaller lists in params)"
+            )
+        self.spent += cost
+        if self.spent > MAX_RENDER_COST:
+            raise ExpressionTooExpensive(
+                f"rendering this resource takes more than {MAX_RENDER_COST:,} evaluation steps; "
+                "simplify the template's expressions"
+            )
+
+
+def estimated_cost(program: Program, size: Callable[[str, bool], int]) -> int:
+    """Upper bound of the evaluation steps of ``program``: ``n ** depth`` (``n`` when it has
+    no comprehension); ``size(root, strings)`` gives the largest collection in a root."""
+    depth = program.comprehension_depth
+    functions = program.functions
+    if depth == 0 and "range" not in functions:
+        return 1 + len(program.source) // 64
+    splits = "split" in functions
+    n = len(program.source)  # bounds the literals' sizes
+    for root in program.variables:
+        n = max(n, size(root, splits))
+    if "range" in functions:
+        n = max(n, MAX_LIST_ITEMS)
+    return n ** max(depth, 1)
+
+
+# --------------------------------------------------------------------------- guarded functions
+
+
+def _check_result(name: str, value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+        raise ExpressionTooExpensive(
+            f"{name} would give a string of {len(value):,} characters; at most "
+            f"{MAX_STRING_LENGTH:,}"
+        )
+    if isinstance(value, (list, tuple)) and len(value) > MAX_LIST_ITEMS:
+        raise ExpressionTooExpensive(
+            f"{name} would give a list of {len(value):,} items; at most {MAX_LIST_ITEMS:,}"
+        )
+    return value
+
+
+def _range(n: int) -> list[int]:
+    if int(n) > MAX_LIST_ITEMS:
+        raise ExpressionTooExpensive(f"lists.range({n}): at most {MAX_LIST_ITEMS:,} items")
+    return list(range(int(n)))
+
+
+def _replace(s: str, old: str, new: str, limit: int = -1) -> str:
+    count = s.count(old) if old else len(s) + 1
+    if limit >= 0:
+        count = min(count, limit)
+    if len(s) + count * max(len(new) - len(old), 0) > MAX_STRING_LENGTH:
+        raise ExpressionTooExpensive(
+            f"replace would give a string longer than {MAX_STRING_LENGTH:,} characters"
+        )
+    return cel_stdlib.replace(s, old, new, limit)
+
+
+def _join(items: Iterable[Any], sep: str = "") -> str:
+    items = list(items)
+    total = sum(len(str(item)) for item in items) + len(sep) * max(len(items) - 1, 0)
+    if total > MAX_STRING_LENGTH:
+        raise ExpressionTooExpensive(
+            f"join would give a string of {total:,} characters; at most {MAX_STRING_LENGTH:,}"
+        )
+    return cel_stdlib.join(items, sep)
+
+
+def _guard(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def guarded(*args: Any) -> Any:
+        return _check_result(name, function(*args))
+
+    return guarded
+
+
+_SPECIAL = {"lists.range": _range, "replace": _replace, "join": _join}
+#: The ``cel.stdlib`` extension functions with the result limits above, by CEL name.
+GUARDED_FUNCTIONS: Mapping[str, Callable[..., Any]] = {
+    name: _guard(name, _SPECIAL.get(name, function))
+    for name, function in cel_stdlib.STDLIB_FUNCTIONS.items()
+}
