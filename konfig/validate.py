@@ -438,11 +438,13 @@ def _check_dependency(defs: Definitions, workload: Workload, i: int, dep, proble
 
 def _check_templates(defs: Definitions, problems: Problems) -> None:
     # The template engine owns its rules; one engine (its caches) for the whole run.
+    from konfig.compile.policy import TemplatePolicy
     from konfig.compile.templates import TemplateEngine, check_template
 
     engine = TemplateEngine()
+    policy = TemplatePolicy.of(defs.control_plane)
     for template in defs.templates.values():
-        problems.extend(check_template(template, engine))
+        problems.extend(check_template(template, engine, policy))
 
 
 __all__ = ["validate_definitions", "project_id_for"]

@@ -9,6 +9,7 @@ from functools import cached_property
 from konfig.compile import naming
 from konfig.compile.ipam import EnvironmentRanges, plan_ranges
 from konfig.compile.routes import Route, plan_routes
+from konfig.compile.policy import TemplatePolicy
 from konfig.compile.templates import TemplateEngine
 from konfig.definitions import Definitions
 from konfig.model import Domain, Environment
@@ -70,6 +71,11 @@ class CompileContext:
     facts: CompileFacts = field(default_factory=CompileFacts)
     #: The template engine of this compile (owns the compiled templates and CEL contexts).
     engine: TemplateEngine = field(default_factory=TemplateEngine)
+
+    @cached_property
+    def policy(self) -> TemplatePolicy:
+        """The template policy of this control plane (konfig.compile.policy)."""
+        return TemplatePolicy.of(self.cp)
 
     @property
     def cp(self):

@@ -12,6 +12,7 @@ from konfig.compile import naming
 from konfig.compile.context import CompileContext
 from konfig.compile.kms import kms_key_context
 from konfig.compile.network import template_network
+from konfig.compile.policy import rendered_problems
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
 from konfig.compile.state import KubeObject
 from konfig.compile.templates import render_resource
@@ -172,6 +173,7 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
         rendered = render_resource(template, request=request, environment=t.environment,
                                    context=context, where=t.workload.locate(f"spec.resources[{i}]"),
                                    engine=ctx.engine)
+        _check_policy(ctx, t, template, rendered)
         for obj in rendered.objects:
             objects.append(_adopt(obj, t.namespace, labels))
         for key, value in rendered.env.items():
@@ -213,6 +215,14 @@ def _dependency_urls(ctx: CompileContext, t: Target) -> dict[str, str]:
                 f"{t.namespace}/{t.workload.name}: {dependency_variable(dep.workload)} is set once "
                 f"Cloud Run reports the URL of {namespace}/{dep.workload}")
     return urls
+def _check_policy(ctx: CompileContext, t: Target, template, rendered) -> None:
+    """The template policy on what this workload environment rendered (konfig.compile.policy);
+    raises :class:`DefinitionError` located in the template."""
+    who = f"workload {t.workload.name}, environment {t.environment.name}"
+    problems = rendered_problems(template, rendered.objects, rendered.origins,
+                                 project_id=t.project_id, who=who, policy=ctx.policy)
+    if problems:
+        raise DefinitionError(problems)
 
 
 def _adopt(obj: KubeObject, namespace: str, labels: dict[str, str]) -> KubeObject:

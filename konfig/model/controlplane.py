@@ -208,6 +208,39 @@ class RawKccService(KonfigModel):
     roles: list[str] = Field(min_length=1, description="e.g. roles/monitoring.editor")
 
 
+class TemplatePolicySettings(KonfigModel):
+    """Explicit exceptions to the template policy (docs/resource-templates.md, "Policy"):
+    visible in the definitions repository's diff, so a reviewer sees every widening."""
+
+    extra_roles: list[Annotated[str, StringConstraints(pattern=r"^roles/[A-Za-z0-9_.]+$")]] = Field(
+        default_factory=list,
+        description="Roles access modes may name although the policy refuses them (never "
+        "basic roles).",
+    )
+    extra_kinds: list[Annotated[str, StringConstraints(pattern=r"^([a-z0-9]+/)?[A-Z][A-Za-z0-9]*$")]] = Field(
+        default_factory=list,
+        description="Konfig-owned Config Connector kinds templates may render (Kind or "
+        "group/Kind, e.g. serviceusage/ServiceIdentity); never IAM kinds.",
+    )
+
+    @field_validator("extra_roles")
+    @classmethod
+    def _no_basic(cls, value: list[str]) -> list[str]:
+        basic = sorted(set(value) & BASIC_ROLES)
+        if basic:
+            raise ValueError(f"{', '.join(basic)}: basic roles cannot be allowed")
+        return value
+
+    @field_validator("extra_kinds")
+    @classmethod
+    def _no_iam(cls, value: list[str]) -> list[str]:
+        iam = [k for k in value if k.startswith("iam/") or k.startswith("IAM")]
+        if iam:
+            raise ValueError(f"{', '.join(iam)}: IAM kinds are never rendered by templates "
+                             "(Konfig derives bindings from access modes)")
+        return value
+
+
 class ControlPlaneSpec(KonfigModel):
     display_name: str | None = None
     gcp: GcpSettings
@@ -221,6 +254,7 @@ class ControlPlaneSpec(KonfigModel):
     raw_kcc: list[RawKccService] = Field(
         default_factory=list,
         description="Config Connector API groups domains may use directly (Domain.spec.rawKcc).")
+    policy: TemplatePolicySettings = Field(default_factory=TemplatePolicySettings)
 
 
 class ControlPlane(Definition):

@@ -35,7 +35,7 @@ spec:
   access:
     rw: {roles: [roles/storage.objectAdmin], bindTo: main}
     ro: {roles: [roles/storage.objectViewer, roles/storage.legacyBucketReader]}
-    proj: {roles: [roles/viewer], bindTo: project}
+    proj: {roles: [roles/pubsub.viewer], bindTo: project}
   env:
     NAME: "${resource.objectName}"
     SIZE: "${params.size}"
@@ -50,6 +50,7 @@ spec:
         metadata:
           name: "${resource.objectName}"
         spec:
+          publicAccessPrevention: enforced
           size: "${params.size}"
           sizeText: "size=${params.size}"
           production: "${environment.production}"
@@ -68,7 +69,7 @@ spec:
         apiVersion: storage.cnrm.cloud.google.com/v1beta1
         kind: StorageBucket
         metadata: {name: "${resource.objectName}-extra"}
-        spec: {flag: true}
+        spec: {flag: true, publicAccessPrevention: enforced}
   environments:
     production:
       params: {size: 5, tier: medium}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from konfig.compile.policy import DEFAULT_POLICY, TemplatePolicy, rendered_problems, template_problems
 from konfig.compile.templates.engine import TemplateEngine
 from konfig.compile.templates.expressions import has_expression
 from konfig.compile.templates.parameters import parameter_problems, params_for, sample_params
@@ -71,7 +72,11 @@ def sample_context(
     }
 
 
-def check_template(template: ResourceTemplate, engine: TemplateEngine | None = None) -> list[Problem]:
+def check_template(
+    template: ResourceTemplate,
+    engine: TemplateEngine | None = None,
+    policy: TemplatePolicy | None = None,
+) -> list[Problem]:
     """Load-time problems of a template, each at its file, line and field (``[]`` if none):
 
     - ``spec.parameters`` is not a valid JSON Schema, or its defaults (alone, or with a
@@ -84,12 +89,15 @@ def check_template(template: ResourceTemplate, engine: TemplateEngine | None = N
       (and each environment a variant names) fails: an expression that errors, a bad type,
       too high a cost, or an access mode whose ``bindTo`` resource is left out.
 
-    The template policy (kinds, roles, Konfig-owned fields) is checked by
-    :func:`konfig.compile.policy.template_policy_problems`.
+    - the template policy of :mod:`konfig.compile.policy` (``policy``: the control plane's,
+      default when ``None``): kinds, roles, and on every dry-rendered object Konfig-owned
+      fields, public access and references to other projects.
     """
     engine = engine or TemplateEngine()
+    policy = policy or DEFAULT_POLICY
     spec = template.spec
     schema_ok, problems = parameter_problems(template)
+    problems.extend(template_problems(template, policy))
     for index, resource in enumerate(spec.resources):
         origin = f"spec.resources[{index}].template"
         for field in ("apiVersion", "kind"):
@@ -115,7 +123,7 @@ def check_template(template: ResourceTemplate, engine: TemplateEngine | None = N
             problems.extend(error.problems)
             compiled = False
     if not problems and schema_ok and compiled:
-        problems.extend(_dry_render(engine, template))
+        problems.extend(_dry_render(engine, template, policy))
     return sorted(set(problems))
 
 
@@ -145,7 +153,9 @@ def sample_environments(template: ResourceTemplate) -> list[Environment]:
     return environments
 
 
-def _dry_render(engine: TemplateEngine, template: ResourceTemplate) -> list[Problem]:
+def _dry_render(
+    engine: TemplateEngine, template: ResourceTemplate, policy: TemplatePolicy
+) -> list[Problem]:
     """Render every access mode with :func:`sample_context` in :func:`sample_environments`,
     with :func:`sample_params`; a template that needs params from the workload and gives no
     ``examples`` for them is not dry-rendered."""
@@ -165,7 +175,11 @@ def _dry_render(engine: TemplateEngine, template: ResourceTemplate) -> list[Prob
             if param_problems:
                 break  # the template needs params from the workload; nothing to dry-render
             try:
-                render_plan(engine, plan, {**context, "params": params}, access, who)
+                rendered = render_plan(engine, plan, {**context, "params": params}, access, who)
             except DefinitionError as error:
                 problems.extend(error.problems)
+                continue
+            problems.extend(rendered_problems(
+                template, rendered.objects, rendered.origins,
+                project_id=context["domain"]["projectId"], who=who, policy=policy))
     return problems
