@@ -33,13 +33,14 @@ def load_or_exit(path: Path):
         raise typer.Exit(1) from None
 
 
-def compile_or_exit(path: Path):
-    """Load and compile, or print every problem and exit 1."""
-    from konfig.compile import compile_definitions
+def compile_or_exit(path: Path, *, check_schemas: bool = True):
+    """Run the whole pipeline (konfig.pipeline: load, cross-references, templates and policy,
+    compile, CRD check), or print every problem and exit 1."""
+    from konfig.pipeline import desired_state
 
     defs = load_or_exit(path)
     try:
-        return defs, compile_definitions(defs)
+        return defs, desired_state(defs, check_schemas=check_schemas)
     except DefinitionError as e:
         report_problems(e)
         raise typer.Exit(1) from None
@@ -52,20 +53,14 @@ def report_problems(error: DefinitionError) -> None:
 
 
 def validate(path: DirArg) -> None:
-    """Check the definitions as plan and the operator do: schema, names and limits,
-    cross-references, rendering (templates, budgets, runtimes) and the Config Connector CRDs of
-    every object. Exit 1 if invalid."""
-    from konfig.kcc_schema import validate_objects
-
+    """Check the definitions with everything plan, apply and the operator run: schema, names
+    and limits, cross-references, templates and their policy, every workload rendered, every
+    object checked against its CRD. Exit 1 if invalid."""
     defs, state = compile_or_exit(path)
-    problems = validate_objects(state.kubernetes)
-    if problems:
-        report_problems(DefinitionError(problems))
-        raise typer.Exit(1)
     out.print(
         f"[green]valid[/]: 1 control plane, {len(defs.platforms)} platforms, "
         f"{len(defs.domains)} domains, {len(defs.workloads)} workloads, "
-        f"{len(defs.templates)} resource templates"
+        f"{len(defs.templates)} resource templates, {len(state.kubernetes)} objects rendered"
     )
 
 
@@ -92,14 +87,7 @@ def plan(
         diff_command(path, as_json=as_json, output_format="tree", report_file=None,
                      plan_file=None, kubeconfig=None, context=None, cluster=True, gitlab=True,
                      gitlab_url=None, workloads=True)
-    _, state = compile_or_exit(path)
-    if check_schemas:
-        from konfig.kcc_schema import validate_objects
-
-        problems = validate_objects(state.kubernetes)
-        if problems:
-            report_problems(DefinitionError(problems))
-            raise typer.Exit(1)
+    _, state = compile_or_exit(path, check_schemas=check_schemas)
     if out_dir is not None:
         from konfig.kube.manifests import write_manifests
 

@@ -78,7 +78,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
                 problems += err.problems
     if problems:
         raise DefinitionError(problems)
-    _check_unique(objects)
+    _check_unique(objects, ctx)
     objects.sort(key=apply_order)
     if not ctx.project_number:
         ctx.notes.append(
@@ -91,6 +91,7 @@ def compile_definitions(defs: Definitions, facts: "CompileFacts | None" = None) 
         gitlab=compile_gitlab(ctx),
         notes=tuple(sorted(set(ctx.notes))),
         networks=network_views(ctx),
+        origins=ctx.origins,
     )
 
 
@@ -107,17 +108,24 @@ def _gc_paused():
             gc.enable()
 
 
-def _check_unique(objects: list[KubeObject]) -> None:
-    from konfig.errors import DefinitionError, Location, Problem
+def _check_unique(objects: list[KubeObject], ctx) -> None:
+    from konfig.errors import DefinitionError, Problem
+    from konfig.pipeline import locate_object
 
-    seen: set[tuple] = set()
+    first: dict[tuple, KubeObject] = {}
     problems = []
     for obj in objects:
         key = object_key(obj)
-        if key in seen:
-            problems.append(Problem(Location("<compiled>", 0, "/".join(key)),
-                                    "two definitions render the same object"))
-        seen.add(key)
+        if key in first:
+            group, kind, namespace, name = key
+            for which in (first[key], obj):
+                problems.append(Problem(
+                    locate_object(ctx.defs, {}, which),  # by labels: both share one key
+                    f"two definitions render the same {kind} {namespace + '/' if namespace else ''}"
+                    f"{name} (names derived from domain, environment and workload collide); "
+                    "rename one of them"))
+        else:
+            first[key] = obj
     if problems:
         raise DefinitionError(problems)
 

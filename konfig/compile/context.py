@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from functools import cached_property
 
 from konfig.compile import naming
@@ -71,6 +72,8 @@ class CompileContext:
     facts: CompileFacts = field(default_factory=CompileFacts)
     #: The template engine of this compile (owns the compiled templates and CEL contexts).
     engine: TemplateEngine = field(default_factory=TemplateEngine)
+    #: Object key -> (definition, field, who): the YAML each object came from (DesiredState.origins).
+    origins: dict[tuple[str, str, str, str], tuple[Any, str, str]] = field(default_factory=dict)
 
     @cached_property
     def policy(self) -> TemplatePolicy:

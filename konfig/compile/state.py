@@ -8,7 +8,7 @@ receive these values and never call back into the compiler.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Mapping, Literal
 
 #: Label keys Konfig puts on everything it creates (spec/definitions.md, "Invariants"). They are
 #: valid as Kubernetes and as GCP label keys (lowercase, digits, hyphens; no '/' or '.'), so
@@ -172,6 +172,13 @@ class DesiredState:
     gitlab: GitLabTree
     notes: tuple[str, ...] = field(default=())
     networks: tuple[NetworkView, ...] = field(default=())
+    #: Where each Kubernetes object comes from, by :func:`object_key`: ``(definition, field,
+    #: who)``, the definition (a Workload or ResourceTemplate) and the field path in it whose
+    #: YAML produced the object, and who asked (``workload cart, environment dev``), so that
+    #: problems found in the rendered objects point back at the YAML.
+    origins: Mapping[tuple[str, str, str, str], tuple[Any, str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The shape ``konfig plan --json`` prints: ``kubernetes`` (list of objects) and

@@ -14,7 +14,7 @@ from konfig.compile.kms import kms_key_context
 from konfig.compile.network import template_network
 from konfig.compile.policy import rendered_problems
 from konfig.compile.objects import konfig_labels, kube_object, object_name, policy_member, role_slug
-from konfig.compile.state import KubeObject
+from konfig.compile.state import KubeObject, object_key
 from konfig.compile.templates import render_resource
 from konfig.errors import DefinitionError, Problems
 from konfig.model import Domain, Environment, Workload
@@ -93,7 +93,10 @@ def _targets(ctx: CompileContext, problems: Problems) -> list[Target]:
             try:
                 spec = workload.spec_for(env.name)
             except ValidationError as err:  # a merged override is invalid (e.g. min > max)
-                problems.add(workload.locate(f"spec.environments.{env.name}"), str(err).splitlines()[-1].strip())
+                for error in err.errors():
+                    message = error["msg"].removeprefix("Value error, ")
+                    problems.add(workload.locate(f"spec.environments.{env.name}"),
+                                 f"with this environment's overrides, {message}")
                 continue
             targets.append(Target(workload, domain, env, spec,
                                   naming.namespace_name(domain.name, env.name),
@@ -174,8 +177,11 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
                                    context=context, where=t.workload.locate(f"spec.resources[{i}]"),
                                    engine=ctx.engine)
         _check_policy(ctx, t, template, rendered)
-        for obj in rendered.objects:
-            objects.append(_adopt(obj, t.namespace, labels))
+        who = f"workload {t.workload.name}, resource {request.name}, environment {t.environment.name}"
+        for obj, origin in zip(rendered.objects, rendered.origins):
+            adopted = _adopt(obj, t.namespace, labels)
+            ctx.origins[object_key(adopted)] = (template, origin, who)
+            objects.append(adopted)
         for key, value in rendered.env.items():
             env[f"{env_var_prefix(request.name)}_{key}"] = value
         for role in rendered.roles:
@@ -189,6 +195,9 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
     # A workload's own env never replaces an injected variable: validation refuses that.
     env.update({k: v for k, v in t.spec.env.items() if k not in env})
     objects += _runtime(ctx, t, env, callers, labels)
+    who = f"workload {t.workload.name}, environment {t.environment.name}"
+    for obj in objects:
+        ctx.origins.setdefault(object_key(obj), (t.workload, "spec", who))
     return objects
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Protocol
 
 from konfig.compile import compile_definitions
 from konfig.kube.facts import observe_facts
+from konfig.pipeline import desired_state
 from konfig.compile.state import DesiredState, GitLabTree
 from konfig.definitions import Definitions
 from konfig.errors import DefinitionError
@@ -247,7 +248,7 @@ class Reconciler:
                tuple(sorted(facts.service_urls.items())))
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
-        state = compile_definitions(view.definitions, facts)
+        state = desired_state(view.definitions, facts)  # the pipeline validate and plan run
         self._compiled = (key, state)
         return state
 

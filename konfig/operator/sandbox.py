@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from konfig.compile import compile_definitions
+from konfig.pipeline import desired_state
 from konfig.compile.state import DesiredState
 from konfig.definitions import Definitions
 from konfig.kube import crds as konfig_crds
@@ -136,7 +136,7 @@ class Sandbox:
         assert self.client is not None
         defs = defs or self.defs
         self.defs = defs
-        return apply_definitions(self.client, defs, state or compile_definitions(defs))
+        return apply_definitions(self.client, defs, state or desired_state(defs))
 
     def resources(self) -> list[dict[str, Any]]:
         assert self.client is not None
@@ -229,7 +229,7 @@ def run_sandbox(path: str | Path, *, timeout: float = 50.0) -> tuple[Sandbox, Co
     """Load ``path``, start a sandbox, apply, wait for convergence. The caller prints and
     stops the returned sandbox. Raises :class:`~konfig.errors.DefinitionError`."""
     defs = load_definitions(path)
-    state = compile_definitions(defs)
+    state = desired_state(defs)
     sandbox = Sandbox(defs).start()
     try:
         applied = sandbox.apply(defs, state=state)
