@@ -28,6 +28,9 @@ class Definitions:
     #: environment not overridden here.
     workload_instances: dict[tuple[str, str, str], Workload] = field(default_factory=dict)
     instances_only: bool = False
+    #: Files and folders the loader skipped (hidden ones, symlinked folders), relative to the
+    #: definitions folder, for the CLI to list.
+    skipped_files: list[str] = field(default_factory=list)
 
     def domain_environments(self, domain: Domain) -> list[str]:
         """The domain's environments, in the control plane's order."""

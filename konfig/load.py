@@ -8,6 +8,8 @@ raised together as one :class:`~konfig.errors.DefinitionError`.
 
 from __future__ import annotations
 
+import errno
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -39,8 +41,11 @@ def load_definitions(
     problems = Problems()
     library = _bundled_templates(problems) if bundled_templates else []
     shown_base = Path(base) if base else (root if root.is_dir() else root.parent)
-    objects = _load_files(_yaml_files(root), shown_base, problems)
-    return _assemble(library, objects, problems)
+    skipped: list[str] = []
+    objects = _load_files(_yaml_files(root, problems, skipped, shown_base), shown_base, problems)
+    definitions = _assemble(library, objects, problems)
+    definitions.skipped_files = skipped
+    return definitions
 
 
 def parse_objects(
@@ -52,6 +57,10 @@ def parse_objects(
     library = _bundled_templates(problems) if bundled_templates else []
     objects: list[Definition] = []
     for name, text in documents:
+        if len(text) > MAX_FILE_BYTES:
+            problems.add(Location(name, 0), f"document is {len(text):,} characters; at most "
+                         f"{MAX_FILE_BYTES:,}")
+            continue
         objects += _parse_text(name, text, problems)
     return _assemble(library, objects, problems)
 
@@ -81,16 +90,73 @@ def _bundled_templates(problems: Problems) -> list[Definition]:
     return _load_files(_yaml_files(library), library.parent, problems)
 
 
-def _yaml_files(root: Path) -> list[Path]:
+#: Largest definitions file read, in bytes (the largest bundled template is about 10 KiB; a
+#: definitions file is a page of YAML, not a data dump).
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def _yaml_files(root: Path, problems: Problems | None = None, skipped: list[str] | None = None,
+                base: Path | None = None) -> list[Path]:
+    """Every regular ``*.yaml``/``*.yml`` file below ``root``, sorted, walking without following
+    symlinks to folders. Hidden files and folders (names starting with ``.``) are skipped and
+    listed in ``skipped``. A symlink that leads outside ``root`` or into a loop is a problem;
+    a symlinked file inside ``root`` is read through its link, a symlinked folder inside
+    ``root`` is skipped (its files are read where they really are)."""
     if root.is_file():
         return [root]
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix in YAML_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    problems = problems if problems is not None else Problems()
+    skipped = skipped if skipped is not None else []
+    base = base or root
+    real_root = root.resolve()
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        for name in sorted(dirs):
+            path = here / name
+            if name.startswith("."):
+                skipped.append(f"{_relative(path, base)}/")
+                dirs.remove(name)
+            elif path.is_symlink():
+                dirs.remove(name)
+                if _symlink_problem(path, real_root, base, problems) is None:
+                    skipped.append(f"{_relative(path, base)}/ (symlink to a folder inside the tree)")
+        for name in sorted(files):
+            path = here / name
+            if not name.endswith(YAML_SUFFIXES):
+                continue
+            if name.startswith("."):
+                skipped.append(_relative(path, base))
+                continue
+            if path.is_symlink() and _symlink_problem(path, real_root, base, problems) is not None:
+                continue
+            if not path.is_file():
+                continue  # a FIFO or device: reading it could block forever
+            found.append(path)
+    return sorted(found)
+
+
+def _symlink_problem(link: Path, real_root: Path, base: Path, problems: Problems) -> str | None:
+    """Why the symlink ``link`` may not be followed (also added to ``problems``), or ``None``."""
+    shown = _relative(link, base)
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:
+        message = "symlink loop: the link leads back to itself"
+    except OSError as err:
+        message = ("symlink loop: the link leads back to itself" if err.errno == errno.ELOOP
+                   else f"broken symlink to {os.readlink(link)!r}")
+    else:
+        inside = target == real_root or real_root in target.parents
+        parent = link.parent.resolve()
+        if not inside:
+            message = (f"symlink leads outside the definitions folder (to {str(target)!r}); "
+                       "definitions are read only from inside it")
+        elif target.is_dir() and (target == parent or target in parent.parents):
+            message = "symlink loop: the link points to a folder that contains it"
+        else:
+            return None
+    problems.add(Location(shown, 0), message)
+    return message
 
 
 def _load_files(files: list[Path], base: Path, problems: Problems) -> list[Definition]:
@@ -98,6 +164,11 @@ def _load_files(files: list[Path], base: Path, problems: Problems) -> list[Defin
     for file in files:
         shown = _relative(file, base)
         try:
+            size = file.stat().st_size
+            if size > MAX_FILE_BYTES:
+                problems.add(Location(shown, 0), f"file is {size:,} bytes; definitions files may "
+                             f"have at most {MAX_FILE_BYTES:,} (split it)")
+                continue
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             problems.add(Location(shown, 0), f"cannot read file: {err}")

@@ -33,10 +33,28 @@ class YamlProblem:
     message: str
 
 
+#: Deepest nesting of mappings and sequences in a document (definitions nest about 10 deep).
+MAX_DEPTH = 64
+#: Most nodes a document may expand to through aliases, as a multiple of the nodes written
+#: (and at least :data:`MIN_EXPANSION_BUDGET`): YAML aliases can make a few lines expand to
+#: billions of nodes ("billion laughs", https://en.wikipedia.org/wiki/Billion_laughs_attack).
+MAX_ALIAS_EXPANSION = 10
+MIN_EXPANSION_BUDGET = 100_000
+
+
+class _TooLarge(Exception):
+    def __init__(self, line: int, field: str, message: str) -> None:
+        super().__init__(message)
+        shown = field if len(field) <= 80 else field[:77] + "..."
+        self.problem = YamlProblem(line, shown, message)
+
+
 def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
     """Parse every document of ``text``. Returns the documents and the problems found
     (a YAML syntax error stops the file there; duplicate keys are reported and the last one
-    wins, as in YAML loaders, but the user hears of it)."""
+    wins, as in YAML loaders, but the user hears of it). A document nested deeper than
+    :data:`MAX_DEPTH` or whose aliases expand past :data:`MAX_ALIAS_EXPANSION` times its size
+    is refused with a problem, before anything is built from it."""
     loader = _Loader(text)
     documents: list[YamlDocument] = []
     problems: list[YamlProblem] = []
@@ -44,7 +62,12 @@ def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
         while loader.check_node():
             node = loader.get_node()
             lines: dict[str, int] = {}
-            _index(node, "", lines, problems)
+            try:
+                budget = [max(MIN_EXPANSION_BUDGET, MAX_ALIAS_EXPANSION * _distinct_nodes(node))]
+                _index(node, "", lines, problems, 0, budget)
+            except _TooLarge as error:
+                problems.append(error.problem)
+                continue
             data = loader.construct_document(node)
             if data is not None:
                 documents.append(YamlDocument(data, node.start_mark.line + 1, lines))
@@ -52,16 +75,44 @@ def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 0
         problems.append(YamlProblem(line, "", f"invalid YAML: {err.problem or err}"))
+    except (yaml.YAMLError, RecursionError) as err:
+        problems.append(YamlProblem(0, "", f"invalid YAML: {err}"))
     finally:
         loader.dispose()
     return documents, problems
 
 
-def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[YamlProblem]) -> None:
+def _distinct_nodes(root: yaml.Node) -> int:
+    """Number of distinct nodes (aliases not expanded), iteratively."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+    return len(seen)
+
+
+def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[YamlProblem],
+           depth: int, budget: list[int]) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge(node.start_mark.line + 1, path,
+                        f"YAML aliases expand this document more than {MAX_ALIAS_EXPANSION} times "
+                        "its size; write the values out instead of repeating aliases")
+    if depth > MAX_DEPTH:
+        raise _TooLarge(node.start_mark.line + 1, path,
+                        f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = str(key_node.value)
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<key>"
             child = f"{path}.{key}" if path else key
             if key in seen:
                 problems.append(
@@ -69,12 +120,12 @@ def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Yam
                 )
             seen.add(key)
             lines[child] = key_node.start_mark.line + 1
-            _index(value_node, child, lines, problems)
+            _index(value_node, child, lines, problems, depth + 1, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             child = f"{path}[{i}]"
             lines[child] = item.start_mark.line + 1
-            _index(item, child, lines, problems)
+            _index(item, child, lines, problems, depth + 1, budget)
 
 
 def nearest_line(lines: dict[str, int], field: str, default: int) -> int:

@@ -24,13 +24,17 @@ def load_or_exit(path: Path):
     from konfig.load import load_definitions
 
     try:
-        return load_definitions(path)
+        defs = load_definitions(path)
     except FileNotFoundError as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
     except DefinitionError as e:
         report_problems(e)
         raise typer.Exit(1) from None
+    if defs.skipped_files:
+        err.print(f"[yellow]skipped[/] (hidden, or symlinked folders): {', '.join(defs.skipped_files)}",
+                  soft_wrap=True)
+    return defs
 
 
 def compile_or_exit(path: Path, *, check_schemas: bool = True):
