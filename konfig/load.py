@@ -253,7 +253,25 @@ _MESSAGES = {
 }
 
 
+def _pattern_words() -> dict[str, str]:
+    from konfig.model import names
+
+    return {
+        names.IMAGE_REFERENCE_RE: "must be a container image reference (registry/path:tag or "
+        "@sha256:digest; no spaces, quotes or shell characters)",
+        names.SAML_GROUP_NAME_RE: "must be a SAML group name: printable characters without "
+        "quotes, backslashes, backticks, '$' or newlines, not starting or ending with a space",
+        names.GITLAB_NAME_RE: "must be a name GitLab accepts: letters, digits, '_', '.', '-', "
+        "spaces and parentheses, starting with a letter, digit or '_'",
+    }
+
+
 def _message(error: dict[str, Any]) -> str:
+    pattern = (error.get("ctx") or {}).get("pattern")
+    words = _pattern_words().get(pattern) if error["type"] == "string_pattern_mismatch" else None
+    if words:
+        value = error.get("input")
+        return f"{words} (got {value!r})" if isinstance(value, str) else words
     message = _MESSAGES.get(error["type"], error["msg"])
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]

@@ -19,6 +19,12 @@ EnvironmentName = Annotated[
 ]
 ServiceName = Annotated[str, StringConstraints(pattern=names.SERVICE_NAME_RE.pattern)]
 GroupEmail = Annotated[str, StringConstraints(pattern=names.GROUP_EMAIL_RE)]
+#: A container image reference (``registry/path:tag@sha256:...``, names.IMAGE_REFERENCE_RE).
+ImageReference = Annotated[str, StringConstraints(pattern=names.IMAGE_REFERENCE_RE, max_length=255)]
+#: A SAML group name safe for GitLab and CI (names.SAML_GROUP_NAME_RE).
+SamlGroupName = Annotated[str, StringConstraints(pattern=names.SAML_GROUP_NAME_RE, max_length=255)]
+#: A display name that also names a GitLab group (names.GITLAB_NAME_RE).
+DisplayName = Annotated[str, StringConstraints(pattern=names.GITLAB_NAME_RE, max_length=255)]
 
 Role = Literal["viewer", "developer", "maintainer", "owner"]
 
@@ -41,9 +47,10 @@ class GroupBinding(KonfigModel):
 
     group: GroupEmail = Field(description="Identity-provider group, in email form.")
     role: Role = Field(description="viewer | developer | maintainer | owner (see the role table).")
-    saml_group_name: str | None = Field(
+    saml_group_name: SamlGroupName | None = Field(
         default=None,
-        description="SAML group name in GitLab; defaults to the part of the email before '@'.",
+        description="SAML group name in GitLab; defaults to the part of the email before '@'. "
+        "Printable, without quotes, backslashes, backticks, '$' or newlines.",
     )
 
     @property

@@ -13,7 +13,9 @@ from konfig.model.common import (
     ControlPlaneMetadata,
     Definition,
     EnvironmentName,
+    DisplayName,
     GroupBinding,
+    ImageReference,
     KonfigModel,
     ServiceName,
 )
@@ -55,11 +57,11 @@ class GcpSettings(KonfigModel):
 
 
 class GitLabSettings(KonfigModel):
-    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/[^\s]*)?$")]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$")]
     parent_group: Annotated[str, StringConstraints(pattern=names.GITLAB_PATH)] = Field(
         description="Existing group (full path); adopted, never created."
     )
-    cli_image: str | None = Field(
+    cli_image: ImageReference | None = Field(
         default=None,
         description="Container image with konfig, gcloud and kubectl, run by the workload "
         "pipelines' promotion jobs (KONFIG_CLI_IMAGE).",
@@ -242,7 +244,7 @@ class TemplatePolicySettings(KonfigModel):
 
 
 class ControlPlaneSpec(KonfigModel):
-    display_name: str | None = None
+    display_name: DisplayName | None = None
     gcp: GcpSettings
     gitlab: GitLabSettings
     environments: list[Environment] = Field(min_length=1)

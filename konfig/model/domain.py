@@ -8,6 +8,7 @@ from pydantic import Field
 
 from konfig.model.common import (
     Budget,
+    DisplayName,
     DnsLabel,
     Definition,
     DomainMetadata,
@@ -33,7 +34,7 @@ class RawKccManifest(KonfigModel):
 
 class DomainSpec(KonfigModel):
     platform: DnsLabel
-    display_name: str | None = None
+    display_name: DisplayName | None = None
     environments: list[EnvironmentName] | None = Field(
         default=None, description="A subset of the control plane's environments, in its order."
     )

@@ -115,3 +115,26 @@ def saml_group_name(group_email: str) -> str:
     """The default SAML group name of an identity-provider group: the part before ``@``
     (spec/definitions.md, "Roles")."""
     return group_email.split("@", 1)[0]
+
+
+#: A container image reference as registries and container runtimes accept it:
+#: ``[host[:port]/]path[:tag][@sha256:digest]``, lowercase path components separated by
+#: ``.``, ``_``, ``__`` or dashes. Source: the distribution reference grammar,
+#: https://github.com/distribution/reference/blob/main/reference.go . No spaces, quotes or
+#: shell metacharacters can pass, so the value is safe as a CI job's ``image:``.
+IMAGE_REFERENCE_RE = (
+    r"^"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+#: SAML group names as Konfig writes them into GitLab SAML group links: 1-255 printable
+#: characters without quotes, backslashes, backticks, ``$`` or control characters (newlines),
+#: not starting or ending with a space. GitLab matches the name exactly against the
+#: identity provider's ``groups`` attribute (https://docs.gitlab.com/ee/user/group/saml_sso/group_sync.html).
+SAML_GROUP_NAME_RE = r"^[^\s\"'`$\\\x00-\x1f\x7f](?:[^\"'`$\\\x00-\x1f\x7f]*[^\s\"'`$\\\x00-\x1f\x7f])?$"
+#: GitLab group and project names: letters, digits, emoji, ``_``, ``.``, ``-``, spaces and
+#: parentheses, starting with a letter, digit, emoji or ``_``; at most 255 characters.
+#: Source: https://docs.gitlab.com/ee/user/reserved_names.html and GitLab's
+#: ``Gitlab::Regex.group_name_regex``.
+GITLAB_NAME_RE = r"^[\w\u00a9-\U0010ffff][\w\u00a9-\U0010ffff.() -]*$"

@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from konfig.model.common import Budget, Definition, GroupBinding, KonfigModel, PlatformMetadata, ServiceName
+from konfig.model.common import (
+    Budget, Definition, DisplayName, GroupBinding, KonfigModel, PlatformMetadata, ServiceName,
+)
 
 
 class PlatformSpec(KonfigModel):
-    display_name: str | None = Field(
+    display_name: DisplayName | None = Field(
         default=None, description="GCP folder display name (3-30 characters); defaults to the name."
     )
     services: list[ServiceName] | None = Field(

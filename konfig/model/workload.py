@@ -160,14 +160,14 @@ class WorkloadOverride(KonfigModel):
     dataflow: DataflowPatch | None = None
 
 
-IMAGE_RE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$"
+IMAGE_RE = names.IMAGE_REFERENCE_RE  # registry/path:tag@sha256:digest (distribution grammar)
 
 
 class WorkloadSpec(KonfigModel):
     platform: DnsLabel
     domain: DnsLabel
     runtime: Runtime = "cloudrun"
-    image: Annotated[str, StringConstraints(pattern=IMAGE_RE)] | None = Field(
+    image: Annotated[str, StringConstraints(pattern=IMAGE_RE, max_length=255)] | None = Field(
         default=None, description="Set by CI; digests (@sha256:) required after the first env."
     )
     container: Container = Field(default_factory=Container)
