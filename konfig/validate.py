@@ -444,7 +444,7 @@ def _check_templates(defs: Definitions, problems: Problems) -> None:
     engine = TemplateEngine()
     policy = TemplatePolicy.of(defs.control_plane)
     for template in defs.templates.values():
-        problems.extend(check_template(template, engine, policy))
+        problems.extend(check_template(template, engine, policy, check_schemas=True))
 
 
 __all__ = ["validate_definitions", "project_id_for"]

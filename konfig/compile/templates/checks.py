@@ -76,6 +76,8 @@ def check_template(
     template: ResourceTemplate,
     engine: TemplateEngine | None = None,
     policy: TemplatePolicy | None = None,
+    *,
+    check_schemas: bool = False,
 ) -> list[Problem]:
     """Load-time problems of a template, each at its file, line and field (``[]`` if none):
 
@@ -89,6 +91,8 @@ def check_template(
       (and each environment a variant names) fails: an expression that errors, a bad type,
       too high a cost, or an access mode whose ``bindTo`` resource is left out.
 
+    - with ``check_schemas``, every dry-rendered Config Connector object is valid against its
+      CRD (what ``konfig validate`` asks for, so a template no workload uses yet is checked);
     - the template policy of :mod:`konfig.compile.policy` (``policy``: the control plane's,
       default when ``None``): kinds, roles, and on every dry-rendered object Konfig-owned
       fields, public access and references to other projects.
@@ -123,7 +127,7 @@ def check_template(
             problems.extend(error.problems)
             compiled = False
     if not problems and schema_ok and compiled:
-        problems.extend(_dry_render(engine, template, policy))
+        problems.extend(_dry_render(engine, template, policy, check_schemas))
     return sorted(set(problems))
 
 
@@ -154,7 +158,7 @@ def sample_environments(template: ResourceTemplate) -> list[Environment]:
 
 
 def _dry_render(
-    engine: TemplateEngine, template: ResourceTemplate, policy: TemplatePolicy
+    engine: TemplateEngine, template: ResourceTemplate, policy: TemplatePolicy, check_schemas: bool
 ) -> list[Problem]:
     """Render every access mode with :func:`sample_context` in :func:`sample_environments`,
     with :func:`sample_params`; a template that needs params from the workload and gives no
@@ -182,4 +186,22 @@ def _dry_render(
             problems.extend(rendered_problems(
                 template, rendered.objects, rendered.origins,
                 project_id=context["domain"]["projectId"], who=who, policy=policy))
+            if check_schemas:
+                problems.extend(_schema_problems(template, rendered.objects, rendered.origins, who))
+    return problems
+
+
+def _schema_problems(
+    template: ResourceTemplate, objects: tuple[dict, ...], origins: tuple[str, ...], who: str
+) -> list[Problem]:
+    """CRD violations of dry-rendered objects, at the template's field (a template no workload
+    uses yet is checked too)."""
+    from konfig.kcc_schema import validate_object
+
+    problems = []
+    for obj, origin in zip(objects, origins):
+        for message in validate_object(obj):
+            path, _, detail = message.partition(": ")
+            field = f"{origin}.{path}" if path and not path.startswith("<") else origin
+            problems.append(Problem(template.locate(field), f"{detail or message} ({who})"))
     return problems
