@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -46,6 +47,15 @@ _MACRO_VARIABLE = re.compile(
     r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*,"
 )
 
+
+
+def _drop_function_failures(record: logging.LogRecord) -> bool:
+    """cel-rust also logs every failing Python function call (logger ``cel``); Konfig reports
+    those failures as problems at the template's field, so the log line would be noise."""
+    return not str(record.getMessage()).startswith("Python function ")
+
+
+logging.getLogger("cel").addFilter(_drop_function_failures)
 
 # --------------------------------------------------------------------------- helper functions
 
@@ -291,8 +301,18 @@ def evaluation_error(source: str, error: Exception) -> str:
     if isinstance(error, KeyError):
         detail = f"no such key {error.args[0]!r}" if error.args else "no such key"
     else:
-        detail = first_line(str(error)) or type(error).__name__
+        text = first_line(str(error)) or type(error).__name__
+        # cel-rust wraps a Python function's exception: "Function 'f' error: Python function
+        # call failed: ValueError: message. Check function arguments and their types."
+        match = _WRAPPED.search(text)
+        detail = f"{match['function']}: {match['message']}" if match else text
     return f"${{{source}}} failed: {detail}"
+
+
+_WRAPPED = re.compile(
+    r"Function '(?P<function>[^']+)' error: Python function call failed: \w+: "
+    r"(?P<message>.*?)(?:\. Check function arguments and their types\.)?$"
+)
 
 
 def cel_type(value: Any) -> str:

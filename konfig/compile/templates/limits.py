@@ -173,7 +173,8 @@ def _replace(s: str, old: str, new: str, limit: int = -1) -> str:
         count = min(count, limit)
     if len(s) + count * max(len(new) - len(old), 0) > MAX_STRING_LENGTH:
         raise ExpressionTooExpensive(
-            f"replace would give a string longer than {MAX_STRING_LENGTH:,} characters"
+            f"replace would give more than {MAX_STRING_LENGTH:,} characters; at most "
+            f"{MAX_STRING_LENGTH:,} are allowed"
         )
     return cel_stdlib.replace(s, old, new, limit)
 
