@@ -50,6 +50,7 @@ def validate_definitions(
         _check_domain(defs, domain, problems)
     _check_raw_kcc(defs, problems)
     _check_project_ids(defs, problems)
+    _check_namespaces(defs, problems)
     for workload in defs.workloads.values():
         _check_workload(defs, workload, problems)
     _check_templates(defs, problems)
@@ -312,6 +313,22 @@ def _check_variables(defs: Definitions, workload: Workload, problems: Problems) 
                 problems.add(workload.locate(f"spec.dependencies[{i}]"),
                              f"{name} would be set both by this dependency and by resource "
                              f"{request.name!r} (spec.resources[{j}]); rename the resource")
+def _check_namespaces(defs: Definitions, problems: Problems) -> None:
+    """Namespace names ``<domain>-<environment>`` must not collide (``shop`` + ``x-eu`` and
+    ``shop-x`` + ``eu`` both give ``shop-x-eu``): one namespace holds one domain environment."""
+    seen: dict[str, tuple[Domain, str]] = {}
+    for domain in defs.domains.values():
+        for env in defs.domain_environments(domain):
+            namespace = naming.namespace_name(domain.name, env)
+            if namespace in seen:
+                other, other_env = seen[namespace]
+                for (d, e), (o, oe) in (((domain, env), (other, other_env)), ((other, other_env), (domain, env))):
+                    problems.add(d.locate("metadata.name"),
+                                 f"the namespace of environment {e!r}, {namespace!r}, is also the "
+                                 f"namespace of domain {o.name!r} environment {oe!r} (defined at "
+                                 f"{o.source}); rename one of the domains")
+            else:
+                seen[namespace] = (domain, env)
 
 
 def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -> None:
