@@ -26,7 +26,8 @@ line and field. The rules:
   ComputeFirewall does not admit ``0.0.0.0/0``;
 - **no other project**: project references (``projectRef``, ``projects/<id>/...`` names,
   ``projectId``/``project`` fields, service-account emails) name the domain environment's
-  own project.
+  own project, or its environment's Shared VPC host project (``network.hostProject``: the
+  network its private IPs live on).
 
 A platform team widens the policy only in the ControlPlane (``spec.policy``: ``extraRoles``,
 ``extraKinds``), so a reviewer sees the exception in the definitions repository's diff.

@@ -176,7 +176,7 @@ def _workload_environment(ctx: CompileContext, t: Target, callers: list[Target])
         rendered = render_resource(template, request=request, environment=t.environment,
                                    context=context, where=t.workload.locate(f"spec.resources[{i}]"),
                                    engine=ctx.engine)
-        _check_policy(ctx, t, template, rendered)
+        _check_policy(ctx, t, template, rendered, context)
         who = f"workload {t.workload.name}, resource {request.name}, environment {t.environment.name}"
         for obj, origin in zip(rendered.objects, rendered.origins):
             adopted = _adopt(obj, t.namespace, labels)
@@ -224,12 +224,15 @@ def _dependency_urls(ctx: CompileContext, t: Target) -> dict[str, str]:
                 f"{t.namespace}/{t.workload.name}: {dependency_variable(dep.workload)} is set once "
                 f"Cloud Run reports the URL of {namespace}/{dep.workload}")
     return urls
-def _check_policy(ctx: CompileContext, t: Target, template, rendered) -> None:
-    """The template policy on what this workload environment rendered (konfig.compile.policy);
-    raises :class:`DefinitionError` located in the template."""
+def _check_policy(ctx: CompileContext, t: Target, template, rendered, context) -> None:
+    """The template policy on what this workload environment rendered (konfig.compile.policy):
+    objects may refer to the domain environment's project and its Shared VPC host project.
+    Raises :class:`DefinitionError` located in the template."""
     who = f"workload {t.workload.name}, environment {t.environment.name}"
+    host = (context.get("network") or {}).get("hostProject")
     problems = rendered_problems(template, rendered.objects, rendered.origins,
-                                 project_id=t.project_id, who=who, policy=ctx.policy)
+                                 project_id=t.project_id, who=who, policy=ctx.policy,
+                                 shared_projects=frozenset({host} if host else ()))
     if problems:
         raise DefinitionError(problems)
 

@@ -185,7 +185,8 @@ def _dry_render(
                 continue
             problems.extend(rendered_problems(
                 template, rendered.objects, rendered.origins,
-                project_id=context["domain"]["projectId"], who=who, policy=policy))
+                project_id=context["domain"]["projectId"], who=who, policy=policy,
+                shared_projects=frozenset({context["network"]["hostProject"]})))
             if check_schemas:
                 problems.extend(_schema_problems(template, rendered.objects, rendered.origins, who))
     return problems
