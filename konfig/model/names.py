@@ -137,4 +137,5 @@ SAML_GROUP_NAME_RE = r"^[^\s\"'`$\\\x00-\x1f\x7f](?:[^\"'`$\\\x00-\x1f\x7f]*[^\s
 #: parentheses, starting with a letter, digit, emoji or ``_``; at most 255 characters.
 #: Source: https://docs.gitlab.com/ee/user/reserved_names.html and GitLab's
 #: ``Gitlab::Regex.group_name_regex``.
-GITLAB_NAME_RE = r"^[\w\u00a9-\U0010ffff][\w\u00a9-\U0010ffff.() -]*$"
+_NON_ASCII = "\u00a9-\U0010ffff"  # emoji and letters beyond ASCII, as literal characters (RE2 too)
+GITLAB_NAME_RE = rf"^[\w{_NON_ASCII}][\w{_NON_ASCII}.() -]*$"
