@@ -30,7 +30,7 @@ line and field. The rules:
   network its private IPs live on).
 
 A platform team widens the policy only in the ControlPlane (``spec.policy``: ``extraRoles``,
-``extraKinds``), so a reviewer sees the exception in the definitions repository's diff.
+``extraKinds``, ``extraProjects``), so a reviewer sees the exception in the definitions repository's diff.
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ class TemplatePolicy:
     - ``extra_roles``: roles allowed in access modes although the default policy refuses them
       (never basic roles);
     - ``extra_kinds``: Config Connector kinds (``Kind`` or ``group/Kind``) templates may render
-      although Konfig owns them (never IAM kinds).
+      although Konfig owns them (never IAM kinds);
+    - ``extra_projects``: projects rendered objects may refer to besides their own.
     """
 
     extra_roles: frozenset[str] = field(default_factory=frozenset)
     extra_kinds: frozenset[str] = field(default_factory=frozenset)
+    extra_projects: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def of(cls, control_plane: Any | None) -> "TemplatePolicy":
@@ -93,7 +95,8 @@ class TemplatePolicy:
         spec = getattr(getattr(control_plane, "spec", None), "policy", None)
         if spec is None:
             return cls()
-        return cls(frozenset(spec.extra_roles), frozenset(spec.extra_kinds))
+        return cls(frozenset(spec.extra_roles), frozenset(spec.extra_kinds),
+                   frozenset(spec.extra_projects))
 
 
 DEFAULT_POLICY = TemplatePolicy()
@@ -191,7 +194,7 @@ def object_problems(
     ``project_id`` the domain environment's project and ``shared_projects`` other projects
     objects may refer to (a Shared VPC host project the compiler names)."""
     out: list[tuple[str, str]] = []
-    projects = frozenset({project_id}) | shared_projects
+    projects = frozenset({project_id}) | shared_projects | policy.extra_projects
     kind = obj.get("kind", "")
     api_version = obj.get("apiVersion", "")
     message = kind_problem(api_version, kind, policy) if isinstance(kind, str) and isinstance(api_version, str) else None

@@ -225,6 +225,12 @@ class TemplatePolicySettings(KonfigModel):
         "group/Kind, e.g. serviceusage/ServiceIdentity); never IAM kinds.",
     )
 
+    extra_projects: list[Annotated[str, StringConstraints(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")]] = Field(
+        default_factory=list,
+        description="Projects rendered objects may refer to besides their own (e.g. a topic "
+        "another team publishes to, for a subscription).",
+    )
+
     @field_validator("extra_roles")
     @classmethod
     def _no_basic(cls, value: list[str]) -> list[str]:

@@ -179,3 +179,14 @@ def test_every_bundled_template_satisfies_the_policy():
 
     for template in bundled_templates():
         assert template_problems(template) == [], template.name
+
+
+def test_the_control_plane_can_allow_another_project_explicitly(tmp_path):
+    text = TEMPLATE.replace(
+        "location: EU",
+        "location: EU\n          logging: {logBucket: \"projects/acme-logs-prod/buckets/x\"}")
+    code, _ = validate(write_tree(tmp_path, text))
+    assert code == 1
+    plane = control_plane_with("policy: {extraProjects: [acme-logs-prod]}\n")
+    code, lines = validate(write_tree(tmp_path, text, **{"control-plane.yaml": plane}))
+    assert code == 0, lines

@@ -214,7 +214,8 @@ spec:
   ingress: {host: api.acme.com, environments: {stage: {host: staging.acme.com}}}
   rawKcc:
     - {apiGroup: monitoring.cnrm.cloud.google.com, service: monitoring.googleapis.com, roles: [roles/monitoring.editor]}
-  policy: {extraRoles: [roles/iam.serviceAccountTokenCreator], extraKinds: [serviceusage/ServiceIdentity]}
+  policy: {extraRoles: [roles/iam.serviceAccountTokenCreator], extraKinds: [serviceusage/ServiceIdentity],
+           extraProjects: [acme-payments-prod]}
 ---
 apiVersion: konfig.dev/v1alpha1
 kind: Platform
