@@ -37,6 +37,10 @@ class TemplateEngine:
         self.plans: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        from konfig.compile.templates.limits import MAX_COMPILE_COST
+
+        #: Comprehension steps left for this engine's renders (``[steps]``, shared by meters).
+        self.budget = [MAX_COMPILE_COST]
 
     def program(self, source: str) -> Program:
         """The compiled CEL expression ``source`` (cached). Raises ``ValueError`` on a syntax

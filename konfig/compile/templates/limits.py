@@ -10,12 +10,14 @@ running; https://kubernetes.io/docs/reference/using-api/cel/#resource-constraint
   characters, at most :data:`MAX_NESTING` levels of brackets and at most
   :data:`MAX_COMPREHENSION_DEPTH` nested comprehension macros (``map``, ``filter``, ``all``,
   ``exists``, ``exists_one``);
-- **before each evaluation** (estimated): ``n ** depth`` steps, where ``n`` is the largest
-  collection the expression can iterate (the largest list or map in the values it reads, the
-  expression's own literals, :data:`MAX_LIST_ITEMS` if it calls ``lists.range``, the longest
-  string if it calls ``split``) and ``depth`` its comprehension nesting, must stay within
+- **before each evaluation** (estimated): ``n ** depth`` steps, times one per 100 characters
+  of the longest string it reads, where ``n`` is the largest collection the expression can
+  iterate (the largest list or map in the values it reads, the expression's own literals,
+  :data:`MAX_LIST_ITEMS` if it calls ``lists.range``, the longest string if it calls
+  ``split``) and ``depth`` its comprehension nesting, must stay within
   :data:`MAX_EXPRESSION_COST`; a whole render (one resource of one workload in one
-  environment) within :data:`MAX_RENDER_COST`;
+  environment) within :data:`MAX_RENDER_COST`; every comprehension of a whole compile within
+  :data:`MAX_COMPILE_COST` (held by the :class:`TemplateEngine` of the compile);
 - **while evaluating**: the extension functions (Python) refuse results longer than
   :data:`MAX_STRING_LENGTH` characters or :data:`MAX_LIST_ITEMS` items, and ``lists.range``
   larger than :data:`MAX_LIST_ITEMS`.
@@ -36,10 +38,14 @@ MAX_EXPRESSION_LENGTH = 4096
 MAX_NESTING = 32
 #: Deepest nesting of comprehension macros.
 MAX_COMPREHENSION_DEPTH = 3
-#: Estimated steps of one evaluation (about 1 s of cel-rust at the worst).
-MAX_EXPRESSION_COST = 100_000
+#: Estimated steps of one evaluation (measured: 20,000 steps of a nested map take about 0.5 s
+#: of cel-rust on the reference machine).
+MAX_EXPRESSION_COST = 20_000
 #: Estimated steps of one render (every expression of one resource in one environment).
-MAX_RENDER_COST = 400_000
+MAX_RENDER_COST = 100_000
+#: Estimated comprehension steps of a whole compile (every render of every workload): bounds
+#: the time a tree full of just-affordable expressions can take (about 30 s at the worst).
+MAX_COMPILE_COST = 1_000_000
 #: Longest string an extension function may return.
 MAX_STRING_LENGTH = 256 * 1024
 #: Most items a list an extension function returns may hold.
@@ -74,52 +80,54 @@ def _short(source: str) -> str:
 # --------------------------------------------------------------------------- estimated cost
 
 
-def _largest(value: Any, strings: bool, budget: list[int]) -> int:
-    """Largest collection (or string, if ``strings``) inside ``value``; stops walking after
-    ``budget[0]`` nodes (then the size so far is a lower bound, and huge anyway)."""
+def _largest(value: Any, budget: list[int]) -> tuple[int, int]:
+    """``(largest collection, longest string)`` inside ``value``; stops walking after
+    ``budget[0]`` nodes (the sizes so far are then a lower bound, and huge anyway)."""
     if budget[0] <= 0:
-        return 0
+        return 0, 0
     budget[0] -= 1
-    if isinstance(value, dict):
-        inner = max((_largest(v, strings, budget) for v in value.values()), default=0)
-        return max(len(value), inner)
-    if isinstance(value, list):
-        inner = max((_largest(v, strings, budget) for v in value), default=0)
-        return max(len(value), inner)
-    if strings and isinstance(value, str):
-        return len(value)
-    return 0
+    if isinstance(value, str):
+        return 0, len(value)
+    if isinstance(value, (dict, list)):
+        items = value.values() if isinstance(value, dict) else value
+        collection, string = len(value), 0
+        for item in items:
+            inner, text = _largest(item, budget)
+            collection, string = max(collection, inner), max(string, text)
+        return collection, string
+    return 0, 0
 
 
 class CostMeter:
-    """Estimates and accumulates the cost of the evaluations of one render.
+    """Estimates and accumulates the cost of the evaluations of one render, charging the
+    engine-wide ``budget`` (``[steps left]``, shared by every render of one compile) too.
 
     ``variables`` are the render's roots; their sizes are measured once per root."""
 
-    __slots__ = ("variables", "_sizes", "spent")
+    __slots__ = ("variables", "_sizes", "spent", "budget")
 
-    def __init__(self, variables: Mapping[str, Any]) -> None:
+    def __init__(self, variables: Mapping[str, Any], budget: list[int] | None = None) -> None:
         self.variables = variables
-        self._sizes: dict[tuple[str, bool], int] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}
         self.spent = 0
+        self.budget = budget if budget is not None else [MAX_COMPILE_COST]
 
-    def _size(self, root: str, strings: bool) -> int:
-        key = (root, strings)
-        size = self._sizes.get(key)
+    def _size(self, root: str) -> tuple[int, int]:
+        size = self._sizes.get(root)
         if size is None:
-            size = _largest(self.variables.get(root), strings, [200_000])
-            self._sizes[key] = size
+            size = _largest(self.variables.get(root), [200_000])
+            self._sizes[root] = size
         return size
 
     def charge(self, program: Program) -> None:
         """Account for one evaluation of ``program``; raises :class:`ExpressionTooExpensive`
-        when it, or the render so far, exceeds its budget."""
+        when it, the render so far, or the compile so far exceeds its budget."""
         cost = estimated_cost(program, self._size)
         if cost > MAX_EXPRESSION_COST:
             raise ExpressionTooExpensive(
                 f"${{{_short(program.source)}}} may take about {cost:,} evaluation steps with "
                 f"these values; at most {MAX_EXPRESSION_COST:,} are allowed (fewer nested "
-                "map/filter calls, or smaller lists in params)"
+                "map/filter calls, shorter strings, or smaller lists in params)"
             )
         self.spent += cost
         if self.spent > MAX_RENDER_COST:
@@ -127,22 +135,34 @@ class CostMeter:
                 f"rendering this resource takes more than {MAX_RENDER_COST:,} evaluation steps; "
                 "simplify the template's expressions"
             )
+        if cost > 1:  # only comprehensions and range count against the whole compile
+            self.budget[0] -= cost
+            if self.budget[0] < 0:
+                raise ExpressionTooExpensive(
+                    f"the template expressions of this compile take more than "
+                    f"{MAX_COMPILE_COST:,} evaluation steps in all; simplify the comprehensions"
+                )
 
 
-def estimated_cost(program: Program, size: Callable[[str, bool], int]) -> int:
-    """Upper bound of the evaluation steps of ``program``: ``n ** depth`` (``n`` when it has
-    no comprehension); ``size(root, strings)`` gives the largest collection in a root."""
+def estimated_cost(program: Program, size: Callable[[str], tuple[int, int]]) -> int:
+    """Upper bound of the evaluation steps of ``program``: ``1`` without comprehension or
+    ``lists.range``, else ``n ** depth`` weighted by string length, where ``n`` is the largest
+    collection it can iterate (``size(root)`` gives ``(largest collection, longest string)`` of
+    a root; literals hold at most one item more than the source has commas) and strings cost
+    one step per 100 characters copied."""
     depth = program.comprehension_depth
     functions = program.functions
     if depth == 0 and "range" not in functions:
-        return 1 + len(program.source) // 64
-    splits = "split" in functions
-    n = len(program.source)  # bounds the literals' sizes
+        return 1
+    n = program.source.count(",") + 1
+    longest = len(program.source)
     for root in program.variables:
-        n = max(n, size(root, splits))
+        collection, string = size(root)
+        n = max(n, collection, string if "split" in functions else 0)
+        longest = max(longest, string)
     if "range" in functions:
         n = max(n, MAX_LIST_ITEMS)
-    return n ** max(depth, 1)
+    return n ** max(depth, 1) * (1 + longest // 100)
 
 
 # --------------------------------------------------------------------------- guarded functions

@@ -230,7 +230,7 @@ def render_plan(
     missing = [root for root in ROOTS if root not in variables]
     if missing:  # a compiler bug, not a user error: never render with a stale root
         raise ValueError(f"render context lacks {', '.join(missing)}")
-    scope = Scope(engine.context_with(variables), template, who, CostMeter(variables))
+    scope = Scope(engine.context_with(variables), template, who, CostMeter(variables, engine.budget))
     rendered: dict[str, dict] = {}
     objects, origins = [], []
     for resource in plan.resources:
