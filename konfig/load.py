@@ -185,7 +185,7 @@ def _relative(file: Path, base: Path) -> str:
 
 
 def _parse_text(shown: str, text: str, problems: Problems) -> list[Definition]:
-    documents, yaml_problems = parse_documents(text)
+    documents, yaml_problems = parse_documents(text, problems.invalid_kinds)
     for p in yaml_problems:
         problems.add(Location(shown, p.line, p.field), p.message)
     objects = []

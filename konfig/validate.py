@@ -360,8 +360,10 @@ def _check_workload(defs: Definitions, workload: Workload, problems: Problems) -
     for i, request in enumerate(spec.resources):
         template = defs.templates.get(request.template)
         if template is None:
+            invalid = (" or is invalid (see its problems)"
+                       if "ResourceTemplate" in problems.invalid_kinds else "")
             problems.add(workload.locate(f"spec.resources[{i}].template"),
-                         f"resource template {request.template!r} does not exist "
+                         f"resource template {request.template!r} does not exist{invalid} "
                          f"(known: {', '.join(sorted(defs.templates))})")
         else:
             if request.access not in template.spec.access:

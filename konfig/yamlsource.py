@@ -49,12 +49,16 @@ class _TooLarge(Exception):
         self.problem = YamlProblem(line, shown, message)
 
 
-def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
+def parse_documents(
+    text: str, skipped_kinds: set[str] | None = None
+) -> tuple[list[YamlDocument], list[YamlProblem]]:
     """Parse every document of ``text``. Returns the documents and the problems found
     (a YAML syntax error stops the file there; duplicate keys are reported and the last one
     wins, as in YAML loaders, but the user hears of it). A document nested deeper than
     :data:`MAX_DEPTH` or whose aliases expand past :data:`MAX_ALIAS_EXPANSION` times its size
-    is refused with a problem, before anything is built from it."""
+    is refused with a problem, before anything is built from it; so is a document holding a
+    value no definition can (a date, binary, NaN); the ``kind`` of each document refused adds
+    to ``skipped_kinds``."""
     loader = _Loader(text)
     documents: list[YamlDocument] = []
     problems: list[YamlProblem] = []
@@ -62,13 +66,24 @@ def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
         while loader.check_node():
             node = loader.get_node()
             lines: dict[str, int] = {}
+            found: list[YamlProblem] = []
             try:
                 budget = [max(MIN_EXPANSION_BUDGET, MAX_ALIAS_EXPANSION * _distinct_nodes(node))]
-                _index(node, "", lines, problems, 0, budget)
+                _index(node, "", lines, found, 0, budget)
             except _TooLarge as error:
                 problems.append(error.problem)
+                _note_kind(node, skipped_kinds)
                 continue
-            data = loader.construct_document(node)
+            problems += found
+            if any(p.message != "duplicate key" for p in found):
+                _note_kind(node, skipped_kinds)
+                continue  # a value no definition can hold: the document is not built
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, TypeError, OverflowError) as err:  # e.g. a 5,000-digit number
+                problems.append(YamlProblem(node.start_mark.line + 1, "",
+                                            f"a value cannot be read: {str(err).split(';')[0]}"))
+                continue
             if data is not None:
                 documents.append(YamlDocument(data, node.start_mark.line + 1, lines))
     except yaml.MarkedYAMLError as err:
@@ -80,6 +95,14 @@ def parse_documents(text: str) -> tuple[list[YamlDocument], list[YamlProblem]]:
     finally:
         loader.dispose()
     return documents, problems
+
+
+def _note_kind(node: yaml.Node, kinds: set[str] | None) -> None:
+    if kinds is None or not isinstance(node, yaml.MappingNode):
+        return
+    for key, value in node.value:
+        if getattr(key, "value", None) == "kind" and isinstance(value, yaml.ScalarNode):
+            kinds.add(str(value.value))
 
 
 def _distinct_nodes(root: yaml.Node) -> int:
@@ -109,7 +132,14 @@ def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Yam
     if depth > MAX_DEPTH:
         raise _TooLarge(node.start_mark.line + 1, path,
                         f"nested more than {MAX_DEPTH} levels deep")
+    if isinstance(node, yaml.ScalarNode):
+        problem = _non_json_scalar(node)
+        if problem:
+            problems.append(YamlProblem(node.start_mark.line + 1, path, problem))
+        return
     if isinstance(node, yaml.MappingNode):
+        if node.tag in _NON_JSON_TAGS:
+            problems.append(YamlProblem(node.start_mark.line + 1, path, _NON_JSON_TAGS[node.tag]))
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "<key>"
@@ -126,6 +156,28 @@ def _index(node: yaml.Node, path: str, lines: dict[str, int], problems: list[Yam
             child = f"{path}[{i}]"
             lines[child] = item.start_mark.line + 1
             _index(item, child, lines, problems, depth + 1, budget)
+
+
+#: YAML types with no JSON (and so no Kubernetes or CEL) equivalent: definitions hold text,
+#: numbers, booleans, lists and maps only.
+_NON_JSON_TAGS = {
+    "tag:yaml.org,2002:timestamp": "YAML reads this as a date or time; quote it to make it text",
+    "tag:yaml.org,2002:binary": "binary (!!binary) values are not allowed; use text (base64 in quotes)",
+    "tag:yaml.org,2002:set": "sets (!!set) are not allowed; use a list",
+    "tag:yaml.org,2002:omap": "ordered maps (!!omap) are not allowed; use a map",
+    "tag:yaml.org,2002:pairs": "pairs (!!pairs) are not allowed; use a map",
+}
+_NON_FINITE = {".nan", ".inf", "+.inf", "-.inf"}
+
+
+def _non_json_scalar(node: yaml.ScalarNode) -> str | None:
+    if node.tag in _NON_JSON_TAGS:
+        return _NON_JSON_TAGS[node.tag]
+    if node.tag == "tag:yaml.org,2002:float" and str(node.value).lower() in _NON_FINITE:
+        return "not a finite number (JSON and Kubernetes have no NaN or infinity)"
+    if node.tag == "tag:yaml.org,2002:int" and len(str(node.value)) > 30:
+        return "a number this long is not allowed (at most 30 digits)"
+    return None
 
 
 def nearest_line(lines: dict[str, int], field: str, default: int) -> int:

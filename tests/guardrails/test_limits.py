@@ -102,3 +102,40 @@ def test_an_overlong_expression_is_refused_at_load(tmp_path):
     code, lines = validate(write_tree(tmp_path, with_env(expression)))
     assert code == 1
     assert "characters long" in problem_at(lines, FILE, "spec.env.BIG")
+
+
+def test_a_backtracking_parameter_pattern_cannot_hang_validate(tmp_path):
+    text = TEMPLATE.replace("text: {type: string, default: x}",
+                            'text: {type: string, pattern: "^(a+)+$", default: "' + "a" * 40 + '!"}')
+    write_tree(tmp_path, text)
+    result = validate_in_subprocess(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "does not match '^(a+)+$'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_pattern_outside_re2_syntax_is_refused(tmp_path):
+    text = TEMPLATE.replace("text: {type: string, default: x}",
+                            'text: {type: string, pattern: "^(?!admin)", default: x}')
+    code, lines = validate(write_tree(tmp_path, text))
+    assert code == 1
+    assert any("is not RE2 syntax" in line for line in lines), lines
+
+
+def test_a_remote_schema_reference_is_a_problem_not_a_traceback(tmp_path):
+    text = TEMPLATE.replace("    type: object\n    additionalProperties: false\n",
+                            "    $ref: 'https://example.com/schema.json'\n    type: object\n"
+                            "    additionalProperties: false\n", 1)
+    code, lines = validate(write_tree(tmp_path, text))
+    assert code == 1
+    assert any("templates/box.yaml:" in line and "cannot be applied" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("value, words", [
+    ("2024-01-01", "date"), ("!!binary aGVsbG8=", "binary"), (".nan", "finite"),
+    ("9" * 5000, "number this long"),
+])
+def test_values_no_definition_can_hold_are_refused_at_their_field(tmp_path, value, words):
+    text = TEMPLATE.replace("text: {type: string, default: x}", f"text: {{default: {value}}}")
+    code, lines = validate(write_tree(tmp_path, text))
+    assert code == 1
+    assert words in problem_at(lines, FILE, "spec.parameters.properties.text.default")

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import jsonschema
-from jsonschema.exceptions import SchemaError
+import re2
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from konfig.errors import Location, Problem
 from konfig.model.template import ResourceTemplate
@@ -53,10 +54,62 @@ def merge_params(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def validator_for(schema: Mapping[str, Any]) -> Any:
-    """A jsonschema validator of ``schema`` (draft 2020-12 unless ``$schema`` says other)."""
+def _re2(pattern: str) -> Any:
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options=options)
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Any:
+    """``pattern`` with RE2 (linear time, the syntax Kubernetes CRDs use), so no parameter
+    value can make a backtracking regular expression run for hours."""
+    if not validator.is_type(instance, "string") or not isinstance(pattern, str):
+        return
+    try:
+        compiled = _re2(pattern)
+    except re2.error:
+        yield ValidationError(f"pattern {pattern!r} is not RE2 syntax (no lookaround or "
+                              "backreferences)")
+        return
+    if not compiled.search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: Any, instance: Any, schema: Any) -> Any:
+    if not validator.is_type(instance, "object") or not isinstance(patterns, Mapping):
+        return
+    for pattern, subschema in patterns.items():
+        try:
+            compiled = _re2(pattern)
+        except re2.error:
+            yield ValidationError(f"pattern {pattern!r} is not RE2 syntax")
+            continue
+        for key, value in instance.items():
+            if compiled.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def validator_class(schema: Mapping[str, Any]) -> Any:
+    """The jsonschema validator class of ``schema`` (draft 2020-12 unless ``$schema`` says
+    other), with ``pattern`` and ``patternProperties`` evaluated by RE2."""
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return cls(schema)
+    return jsonschema.validators.extend(
+        cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
+
+
+def validator_for(schema: Mapping[str, Any]) -> Any:
+    """A validator of ``schema`` (see :func:`validator_class`)."""
+    return validator_class(schema)(schema)
+
+
+def schema_errors(validator: Any, instance: Any) -> list[Any]:
+    """``validator.iter_errors(instance)``, with a schema that cannot be applied (a ``$ref``
+    Konfig cannot resolve: it reads no remote schemas) reported as one error."""
+    try:
+        return list(validator.iter_errors(instance))
+    except Exception as error:  # referencing.exceptions.Unresolvable and friends
+        return [ValidationError(f"the schema cannot be applied: {type(error).__name__}: "
+                                f"{str(error)[:200] or 'a $ref Konfig cannot resolve (no remote schemas)'}")]
 
 
 @dataclass(frozen=True)
@@ -76,7 +129,7 @@ def param_errors(
         validator = validator_for(schema)
         found = [
             ParamError(tuple(error.absolute_path), error.message)
-            for error in sorted(validator.iter_errors(params), key=lambda e: list(e.path))
+            for error in sorted(schema_errors(validator, params), key=lambda e: [str(p) for p in e.path])
         ]
         memo[key] = found
     return found
@@ -147,7 +200,7 @@ def parameter_problems(template: ResourceTemplate) -> tuple[bool, list[Problem]]
     against it."""
     problems: list[Problem] = []
     schema = template.spec.parameters
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = validator_class(schema)
     try:
         cls.check_schema(schema)
     except SchemaError as error:
@@ -184,6 +237,6 @@ def parameter_problems(template: ResourceTemplate) -> tuple[bool, list[Problem]]
 def _non_required_errors(validator: Any, instance: Any) -> list[Any]:
     return [
         error
-        for error in validator.iter_errors(instance)
+        for error in schema_errors(validator, instance)
         if not (error.validator == "required" and not error.absolute_path)
     ]

@@ -230,7 +230,13 @@ def render_plan(
     missing = [root for root in ROOTS if root not in variables]
     if missing:  # a compiler bug, not a user error: never render with a stale root
         raise ValueError(f"render context lacks {', '.join(missing)}")
-    scope = Scope(engine.context_with(variables), template, who, CostMeter(variables, engine.budget))
+    try:
+        ctx = engine.context_with(variables)
+    except (ValueError, TypeError) as error:  # a value CEL cannot hold (a date, bytes...)
+        origin = "spec.parameters"
+        raise DefinitionError([Problem(template.locate(origin), f"the values of this render "
+                                       f"cannot be given to CEL: {error} ({who})")]) from None
+    scope = Scope(ctx, template, who, CostMeter(variables, engine.budget))
     rendered: dict[str, dict] = {}
     objects, origins = [], []
     for resource in plan.resources:
