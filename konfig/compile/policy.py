@@ -24,6 +24,9 @@ line and field. The rules:
   ``publicAccessPrevention`` is ``enforced``, an SQLInstance has no public IPv4 address, a
   ComputeAddress is ``INTERNAL``, a RunService does not take ``INGRESS_TRAFFIC_ALL``, a
   ComputeFirewall does not admit ``0.0.0.0/0``;
+- **own identity only**: a ``serviceAccountRef``/``serviceAccount``/``serviceAccountEmail``/
+  ``serviceAccountName`` names the workload's own service account; ``metadata`` holds only
+  name, labels and annotations; BigQuery dataset access lists (IAM by another name) are refused;
 - **no other project**: project references (``projectRef``, ``projects/<id>/...`` names,
   ``projectId``/``project`` fields, service-account emails) name the domain environment's
   own project, or its environment's Shared VPC host project (``network.hostProject``: the
@@ -187,12 +190,14 @@ def template_problems(template: ResourceTemplate, policy: TemplatePolicy = DEFAU
 
 def object_problems(
     obj: dict[str, Any], origin: str, *, project_id: str, policy: TemplatePolicy = DEFAULT_POLICY,
-    shared_projects: frozenset[str] = frozenset(),
+    shared_projects: frozenset[str] = frozenset(), service_accounts: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """Policy violations of one rendered object as ``(template field, message)``; ``origin``
     is the template field the object came from (``spec.resources[0].template``),
     ``project_id`` the domain environment's project and ``shared_projects`` other projects
-    objects may refer to (a Shared VPC host project the compiler names)."""
+    objects may refer to (a Shared VPC host project the compiler names); ``service_accounts``
+    are the names and emails of the workload's own service account, the only one a rendered
+    object may run as (empty: not checked)."""
     out: list[tuple[str, str]] = []
     projects = frozenset({project_id}) | shared_projects | policy.extra_projects
     kind = obj.get("kind", "")
@@ -201,6 +206,11 @@ def object_problems(
     if message:
         out.append((f"{origin}.kind", message))
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    extra = sorted(set(metadata) - {"name", "namespace", "labels", "annotations"})
+    if extra:
+        out.append((f"{origin}.metadata.{extra[0]}", f"metadata may hold only name, labels and "
+                    f"annotations (not {', '.join(extra)}): owner references, finalizers and the "
+                    "rest are Konfig's"))
     if "namespace" in metadata:
         out.append((f"{origin}.metadata.namespace", "the namespace is Konfig's (the domain "
                     "environment's); leave metadata.namespace out"))
@@ -220,6 +230,8 @@ def object_problems(
     spec_fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     for path, value in _walk(spec_fields, origin):
         out.extend(_value_problems(path, value, project_id, projects))
+        if service_accounts:
+            out.extend(_identity_problems(path, value, service_accounts))
     out.extend(_kind_rules(kind, obj.get("spec") or {}, f"{origin}.spec"))
     return out
 
@@ -260,6 +272,24 @@ def _value_problems(path: str, value: Any, project_id: str, projects: frozenset[
     return []
 
 
+_IDENTITY_KEYS = ("serviceAccountRef", "serviceAccount", "serviceAccountEmail", "serviceAccountName")
+
+
+def _identity_problems(path: str, value: Any, accounts: frozenset[str]) -> list[tuple[str, str]]:
+    """A rendered object may run only as the workload's own service account."""
+    key = path.rpartition(".")[2]
+    if key not in _IDENTITY_KEYS:
+        return []
+    if isinstance(value, dict):
+        named = [value.get(k) for k in ("name", "external") if value.get(k) is not None]
+    else:
+        named = [value]
+    if not named or any(str(n) not in accounts for n in named):
+        return [(path, "objects may run only as the workload's own service account "
+                 f"({', '.join(sorted(accounts))}); another identity would widen its access")]
+    return []
+
+
 def _kind_rules(kind: str, spec: Any, origin: str) -> list[tuple[str, str]]:
     if not isinstance(spec, dict):
         return []
@@ -278,6 +308,12 @@ def _kind_rules(kind: str, spec: Any, origin: str) -> list[tuple[str, str]]:
     if kind == "RunService" and spec.get("ingress") in (None, "INGRESS_TRAFFIC_ALL"):
         out.append((f"{origin}.ingress", "a Cloud Run service must not take traffic from the "
                     "internet directly (INGRESS_TRAFFIC_INTERNAL_ONLY or _LOAD_BALANCER)"))
+    if kind == "BigQueryDataset" and spec.get("access"):
+        out.append((f"{origin}.access", "dataset access lists are IAM by another name: grant "
+                    "access through the template's access modes"))
+    if kind == "ComputeForwardingRule" and spec.get("loadBalancingScheme") in (None, "EXTERNAL", "EXTERNAL_MANAGED"):
+        out.append((f"{origin}.loadBalancingScheme", "forwarding rules rendered by templates must "
+                    "be internal (public entry points are Konfig's load balancer)"))
     if kind == "ComputeFirewall":
         ranges = spec.get("sourceRanges") or []
         if isinstance(ranges, list) and any(r in ("0.0.0.0/0", "::/0") for r in ranges):
@@ -289,13 +325,14 @@ def _kind_rules(kind: str, spec: Any, origin: str) -> list[tuple[str, str]]:
 def rendered_problems(
     template: ResourceTemplate, objects: tuple[dict, ...], origins: tuple[str, ...], *,
     project_id: str, who: str, policy: TemplatePolicy = DEFAULT_POLICY,
-    shared_projects: frozenset[str] = frozenset(),
+    shared_projects: frozenset[str] = frozenset(), service_accounts: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     """Policy violations of a render's ``objects`` (with their template ``origins``), located
     in the template and naming ``who`` asked for them."""
     problems = []
     for obj, origin in zip(objects, origins):
         for field_path, message in dict.fromkeys(object_problems(
-            obj, origin, project_id=project_id, policy=policy, shared_projects=shared_projects)):
+            obj, origin, project_id=project_id, policy=policy, shared_projects=shared_projects,
+            service_accounts=service_accounts)):
             problems.append(Problem(template.locate(field_path), f"{message} ({who})"))
     return problems

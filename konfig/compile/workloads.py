@@ -232,7 +232,9 @@ def _check_policy(ctx: CompileContext, t: Target, template, rendered, context) -
     host = (context.get("network") or {}).get("hostProject")
     problems = rendered_problems(template, rendered.objects, rendered.origins,
                                  project_id=t.project_id, who=who, policy=ctx.policy,
-                                 shared_projects=frozenset({host} if host else ()))
+                                 shared_projects=frozenset({host} if host else ()),
+                                 service_accounts=frozenset({t.service_account_id,
+                                                             t.service_account_email}))
     if problems:
         raise DefinitionError(problems)
 

@@ -190,3 +190,45 @@ def test_the_control_plane_can_allow_another_project_explicitly(tmp_path):
     plane = control_plane_with("policy: {extraProjects: [acme-logs-prod]}\n")
     code, lines = validate(write_tree(tmp_path, text, **{"control-plane.yaml": plane}))
     assert code == 0, lines
+
+
+def test_objects_may_run_only_as_the_workloads_own_service_account(tmp_path):
+    run = """\
+    - id: job
+      template:
+        apiVersion: run.cnrm.cloud.google.com/v1beta1
+        kind: RunJob
+        metadata: {name: "${resource.objectName}-job"}
+        spec:
+          location: us-central1
+          projectRef: {external: "projects/${domain.projectId}"}
+          template:
+            template:
+              serviceAccountRef: {external: "konfig-kcc@${domain.projectId}.iam.gserviceaccount.com"}
+              containers: [{image: alpine}]
+"""
+    message = refused(tmp_path, TEMPLATE + run,
+                      "spec.resources[1].template.spec.template.template.serviceAccountRef")
+    assert "own service account" in message
+
+
+def test_owner_references_and_finalizers_are_konfigs(tmp_path):
+    text = TEMPLATE.replace(
+        'name: "${domain.projectId}-${resource.objectName}"',
+        'name: "${domain.projectId}-${resource.objectName}"\n'
+        "          finalizers: [x]")
+    assert "metadata may hold only" in refused(tmp_path, text, "spec.resources[0].template.metadata.finalizers")
+
+
+def test_dataset_access_lists_are_refused(tmp_path):
+    dataset = """\
+    - id: data
+      template:
+        apiVersion: bigquery.cnrm.cloud.google.com/v1beta1
+        kind: BigQueryDataset
+        metadata: {name: "${resource.objectName.replace('-', '_')}"}
+        spec:
+          location: EU
+          access: [{role: OWNER, userByEmail: mallory@example.com}]
+"""
+    assert "access lists are IAM" in refused(tmp_path, TEMPLATE + dataset, "spec.resources[1].template.spec.access")

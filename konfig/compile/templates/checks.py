@@ -186,7 +186,8 @@ def _dry_render(
             problems.extend(rendered_problems(
                 template, rendered.objects, rendered.origins,
                 project_id=context["domain"]["projectId"], who=who, policy=policy,
-                shared_projects=frozenset({context["network"]["hostProject"]})))
+                shared_projects=frozenset({context["network"]["hostProject"]}),
+                service_accounts=frozenset(context["workload"]["serviceAccount"].values())))
             if check_schemas:
                 problems.extend(_schema_problems(template, rendered.objects, rendered.origins, who))
     return problems
