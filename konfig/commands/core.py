@@ -13,8 +13,19 @@ from rich.console import Console
 from konfig.commands.render import plan_tree, problems_text
 from konfig.errors import DefinitionError
 
-out = Console()
-err = Console(stderr=True)
+class _LiveConsole:
+    """A rich Console made afresh for each use, so the terminal width (``COLUMNS``) is read
+    when printing, not frozen at import."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+
+    def __getattr__(self, name: str):
+        return getattr(Console(**self._options), name)
+
+
+out = _LiveConsole()
+err = _LiveConsole(stderr=True)
 
 DirArg = Annotated[Path, typer.Argument(help="Folder (or file) of definitions.", show_default=False)]
 
