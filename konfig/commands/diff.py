@@ -115,13 +115,13 @@ def _cluster_changes(defs, state, kubeconfig, context, workloads) -> ChangeSet:
     try:
         # Compile as the operator does: with what Config Connector reports (service URLs), so
         # that a converged cluster shows no changes.
-        from konfig.compile import compile_definitions
         from konfig.errors import DefinitionError
         from konfig.kube.facts import observe_facts
+        from konfig.pipeline import desired_state  # the pipeline validate, plan and the operator run
 
         try:
-            state = compile_definitions(operator_view(client, defs, workloads),
-                                        observe_facts(client, defs.control_plane.name))
+            state = desired_state(operator_view(client, defs, workloads),
+                                  observe_facts(client, defs.control_plane.name))
         except DefinitionError as e:
             from konfig.commands.core import report_problems
 
