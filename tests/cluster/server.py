@@ -127,7 +127,7 @@ class Cluster:
 
     def __init__(self, *, port: int | None = None, identities: Iterable[Identity] = (),
                  crds: Iterable[dict[str, Any]] = (), binaries: Binaries | None = None,
-                 workdir: Path | None = None, start_timeout: float = 120.0,
+                 workdir: Path | None = None, start_timeout: float = 300.0,
                  config_connector: bool = False) -> None:
         self.port = port
         self.config_connector = config_connector

@@ -142,7 +142,8 @@ def test_up_prints_ready_and_cleans_up_on_sigterm(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "tests.cluster", "up", "--kubeconfig", str(kubeconfig),
                                 "--bare"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert process.stdout.readline() == "ready\n"
+        line = process.stdout.readline()
+        assert line == "ready\n", process.stderr.read()[-3000:] if not line else line
         with api(kubeconfig) as client:
             assert kubernetes.client.VersionApi(client).get_code().git_version.startswith("v1.")
         process.send_signal(signal.SIGTERM)
