@@ -138,9 +138,16 @@ def json_patch(target: Any, operations: Any) -> Any:
 
 # -- strategic merge patch (simplified) -----------------------------------------------------------
 
+#: Lists of maps with a ``name`` that the real schema declares atomic: RBAC bindings'
+#: ``subjects`` (``+listType=atomic`` in k8s.io/api/rbac/v1; found by the conformance test).
+ATOMIC_LISTS = frozenset({"subjects"})
+
+
 def list_merge_key(field: str | None, items: list[Any]) -> str | None:
     """The merge key of a list of maps (``name``, or ``type`` for ``conditions``), or None when
     the list is atomic. Shared with server-side apply, which keys the same lists the same way."""
+    if field in ATOMIC_LISTS:
+        return None
     if not items or not all(isinstance(item, dict) for item in items):
         return None
     candidates = ("type", "name") if field == "conditions" else ("name",)
