@@ -159,6 +159,11 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
+        if content_type == APPLY_PATCH and not isinstance(body, (str, bytes)):
+            # The apply body is YAML to the server, whose decoder refuses JSON's surrogate-pair
+            # escapes (\ud83d\ude80) of characters above U+FFFF, which the kubernetes client's
+            # json.dumps writes: send UTF-8 text instead (JSON is YAML 1.2).
+            body = json.dumps(body, ensure_ascii=False).encode()
         query_params = [(k, v) for k, v in (query or {}).items() if v is not None]
         _, url, headers, body, _ = self.api.param_serialize(
             method, path, query_params=query_params, header_params=headers, body=body,

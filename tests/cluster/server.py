@@ -331,7 +331,7 @@ class Cluster:
                 content_type: str = "application/json", timeout: float = 30.0) -> Any:
         """One request as the admin (or ``token``); returns parsed JSON. Raises
         :class:`ClusterError` with the server's status message on a non-2xx answer."""
-        data = json.dumps(body).encode() if body is not None else None
+        data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
         request = urllib.request.Request(self.server + path, data=data, method=method, headers={
             "Authorization": f"Bearer {token or self.admin.token}", "Accept": "application/json",
             **({"Content-Type": content_type} if data is not None else {})})

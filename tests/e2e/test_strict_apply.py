@@ -46,3 +46,19 @@ def test_an_unknown_field_in_a_rendered_object_is_an_error(server, example_state
         assert "storageClasss" not in live["spec"]
     finally:
         client.close()
+
+
+def test_text_outside_the_basic_plane_applies_as_written(server):
+    """Server-side apply bodies are YAML to the server, which refuses JSON's surrogate-pair
+    escapes of characters above U+FFFF: an env value or annotation with one must still apply."""
+    client = server
+    try:
+        text = "café ☕ 🚀 \U0010fffd"
+        obj = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "unicode", "namespace": "default", "annotations": {"note": text}},
+               "data": {"GREETING": text}}
+        applied = client.apply(obj)
+        assert applied["data"]["GREETING"] == text
+        assert applied["metadata"]["annotations"]["note"] == text
+    finally:
+        client.close()
