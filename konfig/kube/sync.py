@@ -19,12 +19,12 @@ from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE, KubeObje
 from konfig.kube.client import KubeClient, KubeError
 from konfig.kube.diff import Action, Key, KubePlan, plan
 from konfig.kube.kinds import CORE_KINDS, KindInfo, shipped_kcc_crds, storage_kind_of_crd
+from konfig.vocabulary import OUTCOME_OF, Done
 
-#: Outcomes of one object in a pass.
-CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
-FAILED, CONFLICT, WAITING, KEPT = "failed", "conflict", "waiting", "kept"
-_PLANNED = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED, "delete": DELETED,
-            "conflict": CONFLICT, "wait": WAITING, "keep": KEPT}
+#: Outcomes of one object in a pass (the shared vocabulary, konfig.vocabulary).
+CREATED, UPDATED, UNCHANGED, DELETED = Done.CREATED, Done.UPDATED, Done.UNCHANGED, Done.DELETED
+FAILED, CONFLICT, WAITING, KEPT = Done.FAILED, Done.CONFLICT, Done.WAITING, Done.KEPT
+_PLANNED = {str(op): outcome for op, outcome in OUTCOME_OF.items()}
 #: Core kinds Konfig renders, always checked for pruning.
 _CORE_RENDERED = ("Namespace", "ServiceAccount", "Service", "Deployment", "RoleBinding",
                   "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy")
@@ -38,7 +38,7 @@ class ObjectResult:
     or deleted). ``abandoned``: a deletion that keeps the cloud resource."""
 
     key: Key
-    action: str
+    action: Done
     obj: KubeObject
     message: str = ""
     abandoned: bool = False
@@ -165,18 +165,30 @@ def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
         report.results += pool.map(lambda a: _delete(client, a), rest)
         failed_ns = {r.key[2] for r in report.results if r.action == FAILED and r.key[2]}
         for action in namespaces:
-            blocker = None if action.key[3] in failed_ns else _foreign_object_in(
-                client, action.key[3], action.obj["metadata"]["labels"][LABEL_CONTROL_PLANE])
-            if action.key[3] in failed_ns:
+            if action.key[3] in failed_ns:  # known only now: the plan expected it to go
                 report.results.append(ObjectResult(action.key, KEPT, action.obj,
                                                    "an object in it could not be deleted"))
-            elif blocker:
-                report.results.append(ObjectResult(action.key, KEPT, action.obj,
-                                                   f"holds {blocker}, which is not Konfig's"))
             else:
                 report.results.append(_delete(client, action))
     report.duration = time.monotonic() - started
     return report
+
+
+def settle_namespaces(client: KubeClient, kube_plan: KubePlan, control_plane: str) -> KubePlan:
+    """Decide, before anything is written, which planned Namespace deletions go ahead: a
+    namespace holding an object that is not this control plane's (and not being deleted) is
+    kept, since deleting it would delete that object. This reads the namespace across every
+    kind Konfig knows (one list per kind, only for namespaces the plan deletes), so a dry run
+    and a real run decide alike."""
+    actions = []
+    for action in kube_plan.actions:
+        if action.op == "delete" and action.key[1] == "Namespace" and action.key[0] == "":
+            blocker = _foreign_object_in(client, action.key[3], control_plane)
+            if blocker:
+                action = Action("keep", action.key, action.obj,
+                                f"holds {blocker}, which is not Konfig's", action.live)
+        actions.append(action)
+    return KubePlan(actions)
 
 
 def _foreign_object_in(client: KubeClient, namespace: str, control_plane: str) -> str | None:
@@ -239,8 +251,9 @@ def reconcile_objects(client: KubeClient, desired: Iterable[KubeObject], control
     desired_kinds = {client.kinds.of(obj) for obj in desired}
     other = [*prune_kinds(client), *extra_kinds] if prune else []
     observed, notes = observe(client, desired_kinds, other, control_plane, workers=workers)
-    kube_plan = plan(desired, observed, control_plane, prune=prune,
-                     system_namespace=system_namespace, read=read)
+    kube_plan = settle_namespaces(client, plan(desired, observed, control_plane, prune=prune,
+                                               system_namespace=system_namespace, read=read),
+                                  control_plane)
     report = execute(client, kube_plan, dry_run=dry_run, workers=workers)
     report.notes = notes + report.notes
     return report
