@@ -99,12 +99,14 @@ def prune_kinds(client: KubeClient) -> list[KindInfo]:
 
 
 def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: Iterable[KindInfo],
-            control_plane: str, *, workers: int = 8) -> tuple[dict[Key, KubeObject], list[str]]:
+            control_plane: str, *, workers: int = 8, selector: str | None = None,
+            required: Iterable[KindInfo] = ()) -> tuple[dict[Key, KubeObject], list[str]]:
     """List the live objects: every object of ``desired_kinds`` (so names taken by objects
     that are not Konfig's are seen), and the control plane's objects of ``other_kinds``
     (label selector). Returns objects by key and notes on kinds that could not be listed
     (forbidden or not served), which are skipped for pruning. Raises :class:`KubeError` when
-    a desired kind cannot be listed."""
+    a desired kind (or one of ``required``) cannot be listed. ``selector`` replaces the
+    control-plane label selector of ``other_kinds``."""
     desired = sorted(set(desired_kinds), key=lambda k: (k.group, k.kind))
     seen = {(k.group, k.kind) for k in desired}
     others = []
@@ -112,7 +114,8 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
         if (info.group, info.kind) not in seen:  # one version per kind: same objects
             seen.add((info.group, info.kind))
             others.append(info)
-    selector = f"{LABEL_CONTROL_PLANE}={control_plane}"
+    selector = selector or f"{LABEL_CONTROL_PLANE}={control_plane}"
+    must = set(desired) | set(required)
 
     def read(job: tuple[KindInfo, bool]) -> tuple[KindInfo, list[KubeObject] | KubeError]:
         info, labelled = job
@@ -127,11 +130,48 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for info, outcome in pool.map(read, jobs):
             if isinstance(outcome, KubeError):
-                if info in desired:
+                if info in must:
                     raise outcome
                 notes.append(f"cannot list {info.kind} ({info.api_version}) to prune it: {outcome}")
                 continue
             for obj in outcome:
+                observed[object_key(obj)] = obj
+    return observed, notes
+
+
+def observe_scoped(client: KubeClient, desired: Iterable[KubeObject], kinds: Iterable[KindInfo],
+                   control_plane: str, *, selector: str = "", workers: int = 8,
+                   lookup_limit: int = 2) -> tuple[dict[Key, KubeObject], list[str]]:
+    """List only the objects of part of a control plane (one or a few reconcile units): each
+    kind of ``kinds`` and of ``desired`` with the label selector
+    ``konfig-control-plane=<control_plane>[,<selector>]``. A desired object not found that way
+    is looked up by name, so a name held by an object that is not Konfig's is still seen: one
+    GET per object when a kind and namespace miss at most ``lookup_limit`` objects, else one
+    unselected list of that kind in that namespace. Returns objects by key (the unselected
+    reads add only objects whose key is desired) and notes on kinds that could not be listed.
+    Raises :class:`KubeError` when a desired kind cannot be read."""
+    desired = list(desired)
+    wanted_kinds = {client.kinds.of(obj) for obj in desired}
+    label = f"{LABEL_CONTROL_PLANE}={control_plane}" + (f",{selector}" if selector else "")
+    observed, notes = observe(client, (), {*kinds, *wanted_kinds}, control_plane,
+                              workers=workers, selector=label, required=wanted_kinds)
+    missing: dict[tuple[KindInfo, str | None], list[KubeObject]] = {}
+    for obj in desired:
+        if object_key(obj) not in observed:
+            info = client.kinds.of(obj)
+            missing.setdefault((info, obj["metadata"].get("namespace")), []).append(obj)
+    wanted = {object_key(o) for o in desired}
+
+    def look(job: tuple[tuple[KindInfo, str | None], list[KubeObject]]) -> list[KubeObject]:
+        (info, namespace), objs = job
+        if len(objs) <= lookup_limit:
+            found = [client.get(info, namespace, o["metadata"]["name"]) for o in objs]
+            return [f for f in found if f is not None]
+        return [o for o in client.list(info, namespace=namespace) if object_key(o) in wanted]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for found in pool.map(look, missing.items()):
+            for obj in found:
                 observed[object_key(obj)] = obj
     return observed, notes
 
