@@ -39,10 +39,19 @@ def held_verdict(view: ClusterView, ref: Ref) -> Verdict:
     """``Stalled`` for a held resource, with its own problems (a held ControlPlane, Platform,
     Domain or template is named in the problems of what waits for it)."""
     own = view.held.get(ref) or []
-    text = "; ".join(describe_problem(p) for p in own) or (
+    text = "; ".join(_on_itself(p, ref) for p in own) or (
         "not reconciled until the definitions are valid: "
         + "; ".join(view.problem_texts()[:5]))
     return verdict_stalled("InvalidDefinitions", text)
+
+
+def _on_itself(problem: Problem, ref: Ref) -> str:
+    """A problem as the resource's own status says it: ``field: message`` when it is about
+    the resource itself (its name is the status's subject already)."""
+    loc = problem.location
+    if loc.file != str(ref):
+        return describe_problem(problem)
+    return f"{loc.field}: {problem.message}" if loc.field else problem.message
 
 
 def stalled_verdicts(view: ClusterView, refs: Iterable[Ref], system_namespace: str
