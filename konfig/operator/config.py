@@ -26,6 +26,9 @@ class OperatorConfig:
       service account, else the kubeconfig); ``server`` is a bare URL (the sandbox).
     * ``health_port``/``metrics_port``: ``None`` to disable, 0 for an ephemeral port.
     * ``standalone``/``peering``: kopf peering (one active operator among replicas).
+    * ``leases``: share the reconcile units with other replicas through one Lease per unit
+      (:mod:`konfig.operator.leases`), ``lease_duration`` seconds each; ``identity`` names
+      this replica (default: ``$POD_NAME``, else the host name and process id).
     """
 
     gitlab_url: str | None = None
@@ -50,3 +53,6 @@ class OperatorConfig:
     kubeconfig: str | None = None
     context: str | None = None
     server: str | None = None
+    leases: bool = False
+    lease_duration: float = 15.0
+    identity: str | None = None

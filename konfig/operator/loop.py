@@ -102,7 +102,10 @@ class ReconcileLoop:
                     self._bodies.pop(uid, None)
                 else:
                     self._bodies[uid] = after
-        units = affected(self.reconciler.index, str(body.get("kind")), str(meta.get("name")),
+        index = self.reconciler.index
+        if body.get("kind") == "Domain" and after is not None:
+            index.domains.add(str(meta.get("name")))  # a new unit, before any pass saw it
+        units = affected(index, str(body.get("kind")), str(meta.get("name")),
                          before, after or before)
         self.mark_dirty(f"{event_type or 'LISTED'} {body.get('kind')} "
                         f"{meta.get('namespace')}/{meta.get('name')}", units=units or None)
@@ -189,9 +192,11 @@ class ReconcileLoop:
                 if trigger is None:
                     continue
             self._dirty = False
-            if batch is not None and self.owns is not None:
-                batch = [u for u in batch if self.owns(u)]
+            if self.owns is not None:  # several replicas: only the units we hold a Lease of
+                batch = [u for u in (batch if batch is not None
+                                     else self.reconciler.index.units()) if self.owns(u)]
                 if not batch:
+                    self.first_pass_done.set()
                     trigger = None
                     continue
             self.reconciler.metrics.queue_depth.set(self.queue_depth)

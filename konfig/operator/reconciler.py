@@ -377,6 +377,11 @@ class Reconciler:
         self._gitlab.tree = merged
         return merged
 
+    def refresh_index(self) -> UnitIndex:
+        """Read the custom resources and rebuild the unit index (no pass)."""
+        self.index = UnitIndex.of(self._read_resources())
+        return self.index
+
     # -- reading -------------------------------------------------------------------------------
 
     def _read_resources(self) -> list[dict[str, Any]]:
