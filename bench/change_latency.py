@@ -71,14 +71,15 @@ def measure(path: Path, changes: int, bad: bool, timeout: float) -> dict:
             key = ("Workload", f"{domain}-dev", "svc-2")
             cr = crs[key]
             spec = json.loads(json.dumps(cr["spec"]))
-            spec["env"] = {**spec.get("env", {}), "ROUND": str(i)}
+            # sorts last: see tests/operator/test_replicas.py on the emulator's env merge
+            spec["env"] = {**spec.get("env", {}), "ZZ_ROUND": str(i)}
             deadline = time.monotonic() + 30
             while not loop.idle and time.monotonic() < deadline:
                 time.sleep(0.05)
             sandbox.kube.clear_requests()
             t0 = time.monotonic()
             sandbox.client.apply({**cr, "spec": spec}, field_manager="konfig")
-            while _env(sandbox, key[1], key[2]).get("ROUND") != str(i):
+            while _env(sandbox, key[1], key[2]).get("ZZ_ROUND") != str(i):
                 if time.monotonic() - t0 > 60:
                     raise SystemExit(f"change {i} not applied within 60 s")
                 time.sleep(0.01)

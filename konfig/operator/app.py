@@ -106,8 +106,11 @@ class Operator:
             self.leases = LeaseKeeper(
                 self.client, config.system_namespace, config.identity or default_identity(),
                 duration=config.lease_duration,
-                on_acquired=lambda unit: self.loop.mark_dirty(f"took unit {unit}", units=[unit]))
+                on_acquired=lambda unit: self.loop.mark_dirty(f"took unit {unit}", units=[unit]),
+                busy=lambda: self.loop.in_flight)
             self.loop.owns = self.leases.owns
+            self.reconciler.owns = self.leases.owns
+            self.loop.holds = self.leases.holds
         self._lease_task: asyncio.Task | None = None
         self.health_port: int | None = None
         self.metrics_port: int | None = None

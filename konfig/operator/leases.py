@@ -78,7 +78,8 @@ class LeaseKeeper:
 
     def __init__(self, client: KubeClient, namespace: str, identity: str, *,
                  duration: float = 15.0, clock: Callable[[], float] = time.monotonic,
-                 on_acquired: Callable[[str], None] | None = None) -> None:
+                 on_acquired: Callable[[str], None] | None = None,
+                 busy: Callable[[], set[str]] | None = None) -> None:
         self.client = client
         self.namespace = namespace
         self.identity = identity
@@ -87,6 +88,8 @@ class LeaseKeeper:
         self.renew_deadline = duration * 2 / 3
         self.clock = clock
         self.on_acquired = on_acquired
+        #: Units a pass of this replica is working on now: never given back mid-pass.
+        self.busy = busy or (lambda: set())
         self._seen: dict[str, _Seen] = {}
         self._units: dict[str, str] = {}  # lease name -> unit
         self._lock = threading.Lock()
@@ -102,6 +105,13 @@ class LeaseKeeper:
             return (seen is not None and seen.holder == self.identity
                     and seen.mine_since is not None
                     and self.clock() - seen.mine_since < self.renew_deadline)
+
+    def holds(self, unit: str) -> bool:
+        """Whether this replica is the recorded holder of ``unit`` (fresh or not: a unit it
+        holds but could not renew lately is not :meth:`owns`, but should be tried again)."""
+        with self._lock:
+            seen = self._seen.get(lease_name(unit))
+            return seen is not None and seen.holder == self.identity
 
     def owned(self) -> list[str]:
         with self._lock:
@@ -140,9 +150,11 @@ class LeaseKeeper:
         for name in mine:  # renew first: never lose what we hold to a slow round
             self._write(name, names[name], live.get(name), renew=True)
         over = len(mine) - share
-        for name in sorted(mine, reverse=True)[:max(0, over)]:
+        working = self.busy()
+        spare = [n for n in sorted(mine, reverse=True) if names[n] not in working]
+        for name in spare[:max(0, over)]:
             self.release(names[name])
-        held = len(mine) - max(0, over)
+        held = len(mine) - min(len(spare), max(0, over))
         for name in sorted(names, key=lambda n: hash((self.identity, n))):
             if held >= share:
                 break

@@ -55,10 +55,14 @@ class ReconcileLoop:
     tells whether this replica may reconcile a unit; units it does not own are skipped."""
 
     def __init__(self, reconciler: Reconciler, config: OperatorConfig,
-                 owns: Callable[[str], bool] | None = None) -> None:
+                 owns: Callable[[str], bool] | None = None,
+                 holds: Callable[[str], bool] | None = None) -> None:
         self.reconciler = reconciler
         self.config = config
         self.owns = owns
+        #: Whether this replica is the recorded holder of a unit even if its Lease is not
+        #: fresh right now: such a unit is tried again shortly instead of being dropped.
+        self.holds = holds
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty = False
@@ -77,6 +81,8 @@ class ReconcileLoop:
         self._failures: dict[str, int] = {}
         self._requeue_delay: dict[str, float] = {}
         self._resync_at: dict[str, float] = {}
+        #: Units of the pass running now (``None``: every unit), for the lease keeper.
+        self.in_flight: set[str] = set()
 
     # -- signals from watch handlers -----------------------------------------------------------
 
@@ -193,18 +199,25 @@ class ReconcileLoop:
                     continue
             self._dirty = False
             if self.owns is not None:  # several replicas: only the units we hold a Lease of
-                batch = [u for u in (batch if batch is not None
-                                     else self.reconciler.index.units()) if self.owns(u)]
+                wanted = batch if batch is not None else self.reconciler.index.units()
+                batch = [u for u in wanted if self.owns(u)]
+                later = time.monotonic() + max(0.2, self.config.lease_duration / 3)
+                for unit in wanted:
+                    if unit not in batch and self.holds is not None and self.holds(unit):
+                        self._due[unit] = (later, trigger if trigger != "startup" else "retry")
                 if not batch:
                     self.first_pass_done.set()
                     trigger = None
                     continue
             self.reconciler.metrics.queue_depth.set(self.queue_depth)
+            log.debug("pass (%s) over %s", trigger, "every unit" if batch is None else batch)
             self.busy = True
+            self.in_flight = set(batch if batch is not None else self.reconciler.index.units())
             try:
                 result = await asyncio.to_thread(self._pass, trigger, batch)
             finally:
                 self.busy = False
+                self.in_flight = set()
             self.passes.append(result)
             del self.passes[:-200]
             self._schedule(trigger, result)
@@ -275,6 +288,7 @@ class ReconcileLoop:
         for unit in [u for u in self._resync_at if u not in units]:
             self._resync_at.pop(unit)
             self._due.pop(unit, None)
+        log.debug("outcomes: %s", {u.unit: type(u.outcome).__name__ for u in result.units.values()})
         for unit, outcome in ((u.unit, u.outcome) for u in result.units.values()):
             if trigger == "resync" and unit in self._resync_at:
                 self._resync_at[unit] = now + jittered(interval, self.config.resync_jitter)

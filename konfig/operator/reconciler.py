@@ -85,6 +85,8 @@ from konfig.operator.units import (
 )
 
 log = logging.getLogger("konfig.operator")
+#: A unit's report when its Lease was lost before its writes (another replica has it now).
+LOST = "lost its lease"
 
 #: Finalizer on every Konfig resource: deletion waits until its children are pruned.
 FINALIZER = "konfig.dev/finalizer"
@@ -185,6 +187,9 @@ class Reconciler:
         self.on_read: Callable[[list[dict[str, Any]]], None] | None = None
         #: Called with the uid of each resource whose finalizer a pass released.
         self.on_release: Callable[[str], None] | None = None
+        #: Whether this replica still holds a unit's Lease (several replicas): checked before
+        #: a unit's writes and status, so a unit handed over mid-pass is not written twice.
+        self.owns: Callable[[str], bool] | None = None
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -290,9 +295,14 @@ class Reconciler:
         self.metrics.not_ready.set(not_ready)
         if wanted is None:
             self.metrics.managed.set(len(state.kubernetes))
+        lost = {u for u, rep in reports.items() if rep is LOST}
+        mine = [ref for ref in mine if unit_of_resource(ref, view.resources[ref]) not in lost
+                and (self.owns is None or self.owns(unit_of_resource(ref, view.resources[ref])))]
         self._write_statuses(view, mine, children, kube, result)
         self._release_finalizers(view, kube, scope_refs=set(mine))
         for unit in units:
+            if unit in lost:
+                continue  # handed over mid-pass: the new owner reconciles it
             refs = [ref for ref in mine if unit_of_resource(ref, view.resources[ref]) == unit]
             report = reports.get(unit)
             error = report if isinstance(report, str) else None
@@ -331,6 +341,8 @@ class Reconciler:
                                          workers=self.config.workers)
 
         def one(unit: str) -> KubeReport | str:
+            if self.owns is not None and not self.owns(unit):
+                return LOST
             wanted = {object_key(o) for o in by_unit[unit]}
             mine = {k: o for k, o in observed.items()
                     if k in wanted or (is_konfigs(o, cp) and unit_of_object(o) == unit)}

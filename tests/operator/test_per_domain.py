@@ -83,9 +83,9 @@ def test_a_bad_workload_stalls_only_its_instance_and_keeps_its_objects(converged
 
     # A change in another domain still lands while the bad workload is there.
     cart = cr_of("Workload", "ecommerce-dev", "cart")
-    cart["spec"]["env"] = {**cart["spec"].get("env", {}), "FEATURE_X": "on"}
+    cart["spec"]["env"] = {**cart["spec"].get("env", {}), "ZZ_FEATURE_X": "on"}
     apply_cr(sandbox, cart)
-    wait_for(lambda: env_of(sandbox, "ecommerce-dev", "cart").get("FEATURE_X") == "on",
+    wait_for(lambda: env_of(sandbox, "ecommerce-dev", "cart").get("ZZ_FEATURE_X") == "on",
              what="change in another domain applied")
 
     # Fixing it converges.
@@ -115,9 +115,9 @@ def test_a_workload_change_reads_and_writes_only_its_unit(converged):
     wait_for(lambda: sandbox.operator.loop.idle, what="idle operator")
     sandbox.kube.clear_requests()
     cart = cr_of("Workload", "ecommerce-dev", "cart")
-    cart["spec"]["env"] = {**cart["spec"].get("env", {}), "FEATURE_Y": "on"}
+    cart["spec"]["env"] = {**cart["spec"].get("env", {}), "ZZ_FEATURE_Y": "on"}
     apply_cr(sandbox, cart)
-    wait_for(lambda: env_of(sandbox, "ecommerce-dev", "cart").get("FEATURE_Y") == "on",
+    wait_for(lambda: env_of(sandbox, "ecommerce-dev", "cart").get("ZZ_FEATURE_Y") == "on",
              what="change applied")
     wait_for(lambda: sandbox.operator.loop.idle and not sandbox.operator.loop.busy, what="idle")
     seen = [r for r in sandbox.kube.requests if "watch" not in r.query]
