@@ -23,6 +23,7 @@ from aiohttp import web
 
 from konfig.kube.client import KubeClient
 from konfig.kube.crds import GROUP, NAMES, VERSION
+from konfig.operator.cache import ResourceCache
 from konfig.operator.config import OperatorConfig
 from konfig.operator.leases import LeaseKeeper
 from konfig.operator.loop import ReconcileLoop
@@ -98,8 +99,10 @@ class Operator:
                                                    pool_size=config.workers * 2)
         self.metrics = Metrics()
         self.events = KopfEvents()
+        self.cache = ResourceCache()
         self.reconciler = Reconciler(self.client, config, events=self.events,
-                                     metrics=self.metrics, gitlab_reconcile=gitlab_reconcile)
+                                     metrics=self.metrics, gitlab_reconcile=gitlab_reconcile,
+                                     cache=self.cache)
         self.loop = ReconcileLoop(self.reconciler, config)
         self.leases: LeaseKeeper | None = None
         if config.leases:
@@ -143,6 +146,7 @@ class Operator:
             @kopf.on.event(GROUP, VERSION, names.plural, registry=registry, id=f"watch-{kind}")
             async def changed(event: dict[str, Any], body: Any, **_: Any) -> None:
                 operator.events.capture()
+                operator.cache.event(event.get("type"), dict(body))
                 operator.loop.observe(event.get("type"), dict(body))
 
         return registry

@@ -56,6 +56,7 @@ from konfig.kube.sync import (
 )
 from konfig.model import API_VERSION
 from konfig.operator.cluster import MAX_ROUNDS, KINDS, ClusterView, build_view
+from konfig.operator.cache import ResourceCache
 from konfig.operator.config import OperatorConfig
 from konfig.operator.decide import (
     change_events,
@@ -165,8 +166,12 @@ class Reconciler:
     def __init__(self, client: KubeClient, config: OperatorConfig, *,
                  events: EventSink | None = None, metrics: Metrics | None = None,
                  gitlab_reconcile: Callable[..., Any] | None = None,
-                 expire_grants: Callable[..., Any] | None = None) -> None:
+                 expire_grants: Callable[..., Any] | None = None,
+                 cache: ResourceCache | None = None) -> None:
         self.client = client
+        #: The watch's copy of the custom resources (the operator feeds it); without one,
+        #: every pass lists them.
+        self.cache = cache
         self.config = config
         self.events = events or LogEvents()
         self.metrics = metrics or Metrics()
@@ -232,7 +237,16 @@ class Reconciler:
         return result
 
     def _pass(self, result: PassResult, wanted: set[str] | None) -> None:
-        resources = self._read_resources()
+        if self.cache is not None and self.cache.primed and result.trigger not in (
+                "startup", "resync"):
+            resources = self.cache.items()
+        else:
+            if self.cache is not None:
+                self.cache.begin()
+            resources = self._read_resources()
+            if self.cache is not None:
+                self.cache.replace(resources)
+                resources = self.cache.items()
         result.resources = len(resources)
         if self.on_read is not None:
             self.on_read(resources)
@@ -431,7 +445,7 @@ class Reconciler:
             if view.definitions is None:
                 return view, None
             try:
-                state = compile_definitions(view.definitions, facts)
+                state = compile_definitions(_compiled_part(view.definitions, units), facts)
             except DefinitionError as err:
                 found += err.problems
                 view = build_view(scoped, system_namespace=self.config.system_namespace,
@@ -730,6 +744,17 @@ def gitlab_errors(report: Any, tree: GitLabTree, system_namespace: str) -> dict[
         if ref is not None:
             errors.setdefault(ref, failure.describe())
     return errors
+
+
+def _compiled_part(defs: Definitions, units: list[str]) -> Definitions:
+    """The definitions a pass over ``units`` compiles: validated with the whole frame (names
+    and project IDs are unique across domains), but compiled with only the domains of the
+    units and of the workloads in their scope (callers, callees), so a domain's pass compiles
+    a few domains whatever their number. Every unit but the control plane's."""
+    if CONTROL_PLANE in units:
+        return defs
+    needed = {d for u in units if (d := domain_of_unit(u))} | {d for d, _ in defs.workloads}
+    return replace(defs, domains={n: d for n, d in defs.domains.items() if n in needed})
 
 
 def _count_not_ready(report: KubeReport, system_namespace: str) -> int:

@@ -14,6 +14,7 @@ from konfig.kube.owners import Ref
 from konfig.load import bundled_templates
 from konfig.operator.cluster import build_view
 from konfig.operator.decide import unit_outcome
+from konfig.operator.reconciler import _compiled_part
 from konfig.operator.outcome import Ready, Retry, Stalled, Waiting, combine
 from konfig.operator.units import (
     CONTROL_PLANE,
@@ -52,7 +53,8 @@ def assert_scoped_compiles_match(resources, library):
     for unit in UnitIndex.of(resources).units():
         view = build_view(scope(resources, [unit]), system_namespace=SYSTEM, library=library)
         assert view.valid, (unit, view.problem_texts())
-        got = [o for o in compile_definitions(view.definitions).kubernetes if unit_of_object(o) == unit]
+        part = _compiled_part(view.definitions, [unit])  # what a pass over the unit compiles
+        got = [o for o in compile_definitions(part).kubernetes if unit_of_object(o) == unit]
         assert got == [o for o in whole if unit_of_object(o) == unit], unit
         assert got, unit
 
