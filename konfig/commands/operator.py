@@ -52,6 +52,9 @@ def operator_command(
     lease_duration: Annotated[str, typer.Option(
         "--lease-duration", help="How long a unit's Lease lasts without renewal: a replica "
         "that dies loses its units after this.")] = "15s",
+    gitlab_requests_per_minute: Annotated[int, typer.Option(
+        "--gitlab-requests-per-minute", min=0, help="GitLab request budget (0: none); "
+        "GitLab.com allows 2,000 per minute per user.")] = 2000,
     workers: Annotated[int, typer.Option(
         "--workers", min=1, max=64, help="Units reconciled in parallel (and parallel "
         "requests of one unit).")] = 8,
@@ -81,6 +84,7 @@ def operator_command(
         log_level=level, health_port=health_port, metrics_port=metrics_port,
         standalone=not peering, peering=peering, leases=leases,
         lease_duration=_seconds(lease_duration), workers=workers,
+        gitlab_requests_per_minute=gitlab_requests_per_minute,
     )
     if gitlab_url and not config.gitlab_token:
         logging.getLogger("konfig.operator").warning(

@@ -621,7 +621,8 @@ class Reconciler:
         if self._gitlab_client is None:
             settings = adapter.GitLabSettings(
                 url=self.config.gitlab_url or "", token=self.config.gitlab_token,
-                retry=adapter.RetryPolicy(attempts=self.config.gitlab_retry_attempts))
+                retry=adapter.RetryPolicy(attempts=self.config.gitlab_retry_attempts),
+                requests_per_minute=self.config.gitlab_requests_per_minute)
             self._gitlab_client = (settings, adapter.connect(settings))
         settings, client = self._gitlab_client
         return adapter.reconcile(client, tree, depth=depth, deep_round=self.resyncs,

@@ -45,3 +45,13 @@ def test_one_replica_with_leases_has_no_budget(chart):
 def test_leases_and_peering_exclude_each_other(chart):
     with pytest.raises(Exception, match="exclude each other"):
         render(chart, leases={"enabled": True}, peering={"enabled": True})
+
+
+def test_the_gitlab_request_budget_is_passed_only_when_changed(chart):
+    assert not [a for a in container(render(chart))["args"] if "requests-per-minute" in a]
+    args = container(render(chart, gitlab={"url": "https://gitlab.example.com",
+                                           "requestsPerMinute": 600}))["args"]
+    assert "--gitlab-requests-per-minute=600" in args
+    args = container(render(chart, gitlab={"url": "https://gitlab.example.com",
+                                           "requestsPerMinute": 0}))["args"]
+    assert "--gitlab-requests-per-minute=0" in args
