@@ -118,8 +118,8 @@ def affected(index: UnitIndex, kind: str, name: str, before: Mapping[str, Any] |
     * ResourceTemplate: the domains whose workloads use it (before or after the change);
     * Workload: its domain's, the domains of the workloads it calls and of those calling it
       (invoker grants and connection details cross domains), and the control plane's when it
-      is or was public (``ingress.visibility: external``: load balancers are the control
-      plane's).
+      is or was reachable beyond its domain (``ingress.visibility`` other than ``domain``:
+      the load balancers and routes serving it are the control plane's, docs/networking.md).
     """
     old, new = _spec(before), _spec(after)
     if kind == "ControlPlane":
@@ -140,7 +140,7 @@ def affected(index: UnitIndex, kind: str, name: str, before: Mapping[str, Any] |
             out.add(domain_unit(domain))
             out |= {domain_unit(d) for d, _ in _dependencies(spec) if d}
             out |= {domain_unit(d) for d in index.callers.get((domain, name), set())}
-            if (spec.get("ingress") or {}).get("visibility") == "external":
+            if (spec.get("ingress") or {}).get("visibility", "domain") != "domain":
                 out.add(CONTROL_PLANE)
         return out
     return set()

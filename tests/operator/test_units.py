@@ -92,6 +92,30 @@ def test_what_a_change_marks(resources):
     public = copy.deepcopy(cart)
     public["spec"].setdefault("ingress", {})["visibility"] = "external"
     assert CONTROL_PLANE in affected(index, "Workload", "cart", cart, public)
+    assert CONTROL_PLANE in affected(index, "Workload", "cart", public, cart)
+
+
+def test_a_workload_that_control_plane_objects_depend_on_marks_the_control_plane(example_defs):
+    """Whatever a workload changes among the control plane's own objects (load balancers,
+    routes), a change of it marks the control-plane unit: checked by removing each workload."""
+    base = [o for o in compile_definitions(example_defs).kubernetes
+            if unit_of_object(o) == CONTROL_PLANE]
+    resources = custom_resources(example_defs)
+    index = UnitIndex.of(resources)
+    for key, workload in example_defs.workloads.items():
+        rest = copy.copy(example_defs)
+        rest.workloads = {k: v for k, v in example_defs.workloads.items() if k != key}
+        rest.workload_instances = {k: v for k, v in example_defs.workload_instances.items()
+                                   if k[:2] != key}
+        try:
+            cp = [o for o in compile_definitions(rest).kubernetes
+                  if unit_of_object(o) == CONTROL_PLANE]
+        except Exception:  # noqa: BLE001 - callers of it no longer compile: not this test's
+            continue
+        if cp != base:
+            body = next(r for r in resources if r["kind"] == "Workload"
+                        and (r["spec"]["domain"], r["metadata"]["name"]) == key)
+            assert CONTROL_PLANE in affected(index, "Workload", key[1], body, body), key
     assert affected(index, "ResourceTemplate", "redis", None, None) == {domain_unit("ecommerce")}
     assert affected(index, "Domain", "stores", None, None) == {CONTROL_PLANE, domain_unit("stores")}
     assert affected(index, "Platform", "supply-chain", None, None) == {
