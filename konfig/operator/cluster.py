@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from konfig.compile import naming
 from konfig.definitions import Definitions
@@ -91,6 +91,11 @@ class ClusterView:
     #: problems that say why. They take no part in the definitions and their objects are
     #: kept as they are (never pruned) until they are fixed.
     held: dict[Ref, list[Problem]] = field(default_factory=dict)
+    #: Held resources rendered as their last good definition (their objects are desired as
+    #: last applied, shared ones included).
+    kept: set[Ref] = field(default_factory=set)
+    #: The parsed definition of every resource that takes part (held ones only when kept).
+    models: dict[Ref, Definition] = field(default_factory=dict)
     #: ``(representative file, environment) -> instance`` for images validated through a
     #: representative (see ``_representative``), to put problems back where they belong.
     synthesized: dict[tuple[str, str], Ref] = field(default_factory=dict)
@@ -112,12 +117,15 @@ class ClusterView:
 def build_view(resources: Iterable[dict[str, Any]], *, system_namespace: str,
                library: Iterable[Definition] = (),
                cache: dict[tuple, Definition] | None = None,
-               hold: Iterable[Problem] = ()) -> ClusterView:
+               hold: Iterable[Problem] = (),
+               last_good: Mapping[Ref, Definition] | None = None) -> ClusterView:
     """Build the :class:`ClusterView` of ``resources`` (every Konfig custom resource in the
     cluster). ``library`` holds the bundled ResourceTemplates that resources may override.
     ``cache`` (kept by the caller between calls) reuses the models of resources whose
     definition did not change. ``hold``: problems found later (by the compiler), whose
-    resources are held too."""
+    resources are held too. ``last_good``: each resource's last definition that was valid
+    and applied (kept by the caller); a held resource renders as that (see
+    :func:`_keep_last_good`)."""
     view = ClusterView(resources={ref_of(r): r for r in resources})
     problems = Problems()
     models: dict[Ref, Definition] = {}
@@ -154,13 +162,50 @@ def build_view(resources: Iterable[dict[str, Any]], *, system_namespace: str,
     parse_failed = {ref: [p for p in problems if p.location.file == str(ref)]
                     for ref in view.resources if ref not in models and ref not in view.deleting
                     and ref not in view.orphans}
+    compile_failed: set[Ref] = set()
     for problem in hold:
         ref = _ref_named(problem.location.file, view)
         for target in ([ref] if ref is not None else
                        [r for r in view.resources if r not in view.deleting]):
             parse_failed.setdefault(target, []).append(problem)
+            compile_failed.add(target)
     _isolate(view, models, parse_failed, system_namespace, library)
+    view.models = {r: m for r, m in models.items() if r not in view.held}
+    if last_good and view.definitions is not None:
+        _keep_last_good(view, models, {r: m for r, m in last_good.items()
+                                       if r not in compile_failed}, library)
     return view
+
+
+def _keep_last_good(view: ClusterView, models: dict[Ref, Definition],
+                    last_good: Mapping[Ref, Definition], library: Iterable[Definition]) -> None:
+    """Render each held resource as its last good definition, when it has one and the whole
+    still validates with it: so a held workload keeps not only its own objects but also its
+    part of shared ones (a route in the control plane's URL map, an invoker grant in a
+    callee's namespace), exactly as last applied. A substitute that no longer fits (its
+    template is gone, say) is dropped and that resource's objects are only kept as they are.
+    The ControlPlane is never substituted: with it invalid nothing renders."""
+    plain = {r: m for r, m in models.items() if r not in view.held}
+    subs = {ref: last_good[ref] for ref in view.held
+            if ref in last_good and ref not in view.deleting and ref.kind != "ControlPlane"}
+    tried = False
+    for _ in range(MAX_ROUNDS):
+        if not subs:
+            break
+        tried = True
+        problems = Problems()
+        definitions = _validate(view, {**plain, **subs}, problems, library)
+        found = [_place(p, view) for p in sorted(set(problems))]
+        if not found and definitions is not None:
+            view.definitions = definitions
+            view.kept = set(subs)
+            view.models = {**plain, **subs}
+            return
+        bad = {_ref_named(p.location.file, view) for p in found}
+        subs = {} if None in bad or not bad & set(subs) else {
+            r: m for r, m in subs.items() if r not in bad}
+    if tried:  # the failed rounds changed the placements: redo the plain one
+        view.definitions = _validate(view, plain, Problems(), library)
 
 
 #: Upper bound of validation rounds: each round sets aside what the previous one found

@@ -181,6 +181,10 @@ class Reconciler:
         self._compiled: dict[frozenset, tuple[tuple, DesiredState, tuple[Problem, ...]]] = {}
         self._control_plane = ""
         self._models: dict[tuple, Any] = {}  # parsed definitions, by resource and generation
+        #: Each resource's last definition that was valid and applied: a held resource renders
+        #: as it (docs/operator.md, Isolation). In memory: after a restart a held resource's
+        #: own objects are still kept, its part of shared objects is not.
+        self._last_good: dict[Ref, Any] = {}
         self._gitlab = _GitLabState()
         self._inventory: dict[str, set[KindInfo]] = {}  # unit -> kinds it had objects of
         self._lock = threading.Lock()
@@ -257,7 +261,8 @@ class Reconciler:
         units = every if wanted is None else [u for u in every if u in wanted]
         scoped = scope(resources, units)
         view = build_view(scoped, system_namespace=self.config.system_namespace,
-                          library=self._library(), cache=self._models)
+                          library=self._library(), cache=self._models,
+                          last_good=self._last_good)
         if wanted is None:
             self._models = {k: v for k, v in self._models.items()
                             if k[0] in view.resources}  # forget what is gone
@@ -282,7 +287,7 @@ class Reconciler:
         self._control_plane = state.control_plane
         uids = {ref: r["metadata"]["uid"] for ref, r in view.resources.items()
                 if ref not in view.deleting}
-        read = {ref for ref in view.resources if ref not in view.held}
+        read = {ref for ref in view.resources if ref not in view.held or ref in view.kept}
         by_unit: dict[str, list[KubeObject]] = {u: [] for u in units}
         for obj in state.kubernetes:
             unit = unit_of_object(obj)
@@ -314,6 +319,11 @@ class Reconciler:
                 and (self.owns is None or self.owns(unit_of_resource(ref, view.resources[ref])))]
         self._write_statuses(view, mine, children, kube, result)
         self._release_finalizers(view, kube, scope_refs=set(mine))
+        for ref in mine:  # what applied now is the last good of each valid resource
+            if ref in view.deleting:
+                self._last_good.pop(ref, None)
+            elif ref not in view.held and ref in view.models:
+                self._last_good[ref] = view.models[ref]
         for unit in units:
             if unit in lost:
                 continue  # handed over mid-pass: the new owner reconciles it
@@ -438,7 +448,8 @@ class Reconciler:
         if cached is not None and cached[0] == key:
             if cached[2]:
                 view = build_view(scoped, system_namespace=self.config.system_namespace,
-                                  library=self._library(), cache=self._models, hold=cached[2])
+                                  library=self._library(), cache=self._models, hold=cached[2],
+                                  last_good=self._last_good)
             return view, cached[1]
         found: list[Problem] = []
         for _ in range(MAX_ROUNDS):
@@ -449,7 +460,8 @@ class Reconciler:
             except DefinitionError as err:
                 found += err.problems
                 view = build_view(scoped, system_namespace=self.config.system_namespace,
-                                  library=self._library(), cache=self._models, hold=found)
+                                  library=self._library(), cache=self._models, hold=found,
+                                  last_good=self._last_good)
                 continue
             if len(self._compiled) > 64:
                 self._compiled.clear()

@@ -153,3 +153,25 @@ def test_a_deleting_control_plane_is_torn_down(resources, library):
     find(resources, "ControlPlane", SYSTEM, "acme")["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
     view = build_view(resources, system_namespace=SYSTEM, library=library)
     assert view.control_plane == "acme" and view.control_plane_deleting and view.definitions is None
+
+
+def test_a_held_resource_renders_as_its_last_good_definition(resources, library, example_state):
+    good = build_view(resources, system_namespace=SYSTEM, library=library)
+    find(resources, "Workload", "stores-dev", "pos-gateway")["spec"]["resources"][0]["template"] = "nope"
+    view = build_view(resources, system_namespace=SYSTEM, library=library, last_good=good.models)
+    ref = Ref("Workload", "stores-dev", "pos-gateway")
+    assert ref in view.held and view.kept == {ref}
+    assert view.held[ref][0].location.field == "spec.resources[0].template"
+    # everything renders as before, shared objects (routes, grants) included
+    assert compile_definitions(view.definitions).kubernetes == example_state.kubernetes
+
+
+def test_a_last_good_that_no_longer_fits_is_dropped(resources, library):
+    good = build_view(resources, system_namespace=SYSTEM, library=library)
+    find(resources, "Workload", "stores-dev", "pos-gateway")["spec"]["resources"][0]["template"] = "nope"
+    # the workload it calls is gone: its last good definition no longer validates either
+    resources = [r for r in resources if r["metadata"]["name"] != "payments-api"]
+    view = build_view(resources, system_namespace=SYSTEM, library=library, last_good=good.models)
+    ref = Ref("Workload", "stores-dev", "pos-gateway")
+    assert ref in view.held and ref not in view.kept
+    assert ("stores", "pos-gateway", "dev") not in view.definitions.workload_instances
