@@ -306,7 +306,9 @@ class Reconciler:
         tree = self._gitlab_tree(state.gitlab, units)
         if tree is not None and (result.trigger != "requeue" or self._gitlab.failed) and (
                 full or self._gitlab.failed or self._gitlab.tree_key != hash(tree)):
-            self._sync_gitlab(tree, result)
+            only = None if CONTROL_PLANE in units or full else {
+                d for u in units if (d := domain_of_unit(u))}
+            self._sync_gitlab(tree, result, domains=only)
         if full:
             self._remove_expired_grants()
         children, not_ready = children_of(kube, system)
@@ -595,7 +597,12 @@ class Reconciler:
 
     # -- GitLab and break-glass ----------------------------------------------------------------
 
-    def _sync_gitlab(self, tree: GitLabTree, result: PassResult) -> None:
+    def _sync_gitlab(self, tree: GitLabTree, result: PassResult,
+                     domains: set[str] | None = None) -> None:
+        """Sync the whole ``tree``. ``domains``: a pass over those domains' units only, whose
+        subtrees alone changed: the shape of the whole tree is read (list pages: about 40
+        requests for 4,000 groups and projects), the details (links, variables,
+        protections) of those domains' groups and projects only."""
         if not self.config.gitlab_url:
             return
         # Full depth (every group's links and variables, every project's protections) on the
@@ -606,8 +613,14 @@ class Reconciler:
                 or (self.resyncs and self.resyncs % max(1, self.config.gitlab_full_every) == 0
                     and result.trigger == "resync"))
         depth = "full" if full else "shape"
+        deep = None
+        if domains is not None and self._gitlab.tree_key is not None and not self._gitlab.failed:
+            roots = [g.full_path for g in tree.groups if g.kind == "Domain" and g.path in domains]
+            depth = "shape"
+            deep = lambda path: any(path == r or path.startswith(r + "/")  # noqa: E731
+                                    for r in roots)
         try:
-            report = self._call_gitlab(tree, depth)
+            report = self._call_gitlab(tree, depth, deep)
         except Exception as err:  # the adapter reports GitLab errors; anything else is a bug
             log.exception("GitLab sync crashed")
             self._gitlab.failed = True
@@ -625,11 +638,12 @@ class Reconciler:
         else:
             self.metrics.errors.labels("gitlab").inc()
 
-    def _call_gitlab(self, tree: GitLabTree, depth: str):
+    def _call_gitlab(self, tree: GitLabTree, depth: str, deep: Callable[[str], bool] | None = None):
         from konfig import gitlab as adapter
 
         if self._gitlab_reconcile is not None:
-            return self._gitlab_reconcile(tree, depth=depth, deep_round=self.resyncs)
+            extra = {"deep": deep} if deep is not None else {}
+            return self._gitlab_reconcile(tree, depth=depth, deep_round=self.resyncs, **extra)
         if self._gitlab_client is None:
             settings = adapter.GitLabSettings(
                 url=self.config.gitlab_url or "", token=self.config.gitlab_token,
@@ -638,7 +652,7 @@ class Reconciler:
             self._gitlab_client = (settings, adapter.connect(settings))
         settings, client = self._gitlab_client
         return adapter.reconcile(client, tree, depth=depth, deep_round=self.resyncs,
-                                 settings=settings)
+                                 settings=settings, deep=deep)
 
     def _remove_expired_grants(self) -> None:
         """Hook for temporary break-glass grants (konfig.kube.breakglass): delete expired ones."""
