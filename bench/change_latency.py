@@ -45,7 +45,8 @@ def _env(sandbox, namespace: str, name: str) -> dict:
     return {e["name"]: e.get("value") for e in containers[0].get("env") or []}
 
 
-def measure(path: Path, changes: int, bad: bool, timeout: float) -> dict:
+def measure(path: Path, changes: int, bad: bool, timeout: float,
+            workload: str = WORKLOAD) -> dict:
     from konfig.kube.custom_resources import custom_resources
     from konfig.load import load_definitions
     from konfig.operator.sandbox import Sandbox
@@ -72,7 +73,7 @@ def measure(path: Path, changes: int, bad: bool, timeout: float) -> dict:
         for i in range(changes):
             domain = domains[(i + 1) % len(domains)] if bad and len(domains) > 1 else \
                 domains[i % len(domains)]
-            key = ("Workload", f"{domain}-dev", WORKLOAD)
+            key = ("Workload", f"{domain}-dev", workload)
             cr = crs[key]
             spec = json.loads(json.dumps(cr["spec"]))
             # sorts last: see tests/operator/test_replicas.py on the emulator's env merge
@@ -117,9 +118,8 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        global WORKLOAD
-        WORKLOAD = args.workload
-        print(json.dumps(measure(args.child, args.changes, args.bad, args.timeout)))
+        print(json.dumps(measure(args.child, args.changes, args.bad, args.timeout,
+                                 args.workload)))
         return
     from plan import generate
 
