@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console, Group
 from rich.table import Table
@@ -80,19 +81,31 @@ def sandbox_command(
                                          show_default=False)],
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for convergence.")] = 50.0,
+    cluster: Annotated[str, typer.Option(
+        "--cluster", click_type=click.Choice(["emulator", "real"]),
+        help="emulator: the in-process Kubernetes API emulator (no setup); real: etcd, "
+             "kube-apiserver and kube-controller-manager built by a clone's "
+             "`python -m tests.cluster build`.")] = "emulator",
 ) -> None:
     """Start an emulated control-plane cluster and a fake GitLab in-process, run the real
     operator against them, apply the definitions, wait until everything is Ready and print
-    the resulting trees. Nothing outside this process is touched."""
+    the resulting trees. Nothing outside this process is touched (``--cluster real``: child
+    processes on 127.0.0.1, stopped and removed at the end)."""
     from konfig.commands.core import load_or_exit
-    from konfig.operator.sandbox import Sandbox
+    from konfig.operator.sandbox import RealClusterUnavailable, Sandbox, real_cluster_kube
 
     console = Console()
     logging.getLogger("kopf").setLevel(logging.ERROR)
     defs = load_or_exit(path)
     started = time.monotonic()
-    with console.status("starting the emulated cluster, fake GitLab and the operator..."):
-        sandbox = Sandbox(defs).start()
+    try:
+        kube = real_cluster_kube() if cluster == "real" else None
+    except RealClusterUnavailable as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    with console.status(f"starting the {'real' if kube else 'emulated'} cluster, fake GitLab "
+                        "and the operator..."):
+        sandbox = Sandbox(defs, kube=kube).start()
     try:
         with console.status("konfig apply, then waiting for the operator to converge..."):
             applied = sandbox.apply(defs)
