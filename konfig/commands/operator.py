@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import time
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console, Group
 from rich.table import Table
@@ -76,16 +76,23 @@ def operator_command(
     asyncio.run(Operator(config).run())
 
 
+class SandboxCluster(str, enum.Enum):
+    """The cluster ``konfig sandbox`` runs the operator against."""
+
+    emulator = "emulator"
+    real = "real"
+
+
 def sandbox_command(
     path: Annotated[Path, typer.Argument(help="Folder (or file) of definitions.",
                                          show_default=False)],
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for convergence.")] = 50.0,
-    cluster: Annotated[str, typer.Option(
-        "--cluster", click_type=click.Choice(["emulator", "real"]),
+    cluster: Annotated[SandboxCluster, typer.Option(
+        "--cluster",
         help="emulator: the in-process Kubernetes API emulator (no setup); real: etcd, "
              "kube-apiserver and kube-controller-manager built by a clone's "
-             "`python -m tests.cluster build`.")] = "emulator",
+             "`python -m tests.cluster build`.")] = SandboxCluster.emulator,
 ) -> None:
     """Start an emulated control-plane cluster and a fake GitLab in-process, run the real
     operator against them, apply the definitions, wait until everything is Ready and print
@@ -99,7 +106,7 @@ def sandbox_command(
     defs = load_or_exit(path)
     started = time.monotonic()
     try:
-        kube = real_cluster_kube() if cluster == "real" else None
+        kube = real_cluster_kube() if cluster is SandboxCluster.real else None
     except RealClusterUnavailable as err:
         console.print(f"[red]error:[/] {err}")
         raise typer.Exit(2) from None

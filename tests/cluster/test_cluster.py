@@ -80,8 +80,24 @@ def test_service_account_tokens_namespace_deletion_and_garbage_collection(kube_c
         assert time.monotonic() < deadline, "the garbage collector did not delete the dependent"
         time.sleep(0.2)
     # Namespace lifecycle: deleting the namespace deletes its contents, then it.
-    reset(kube_cluster, timeout=60)
-    assert "t1" not in {n["metadata"]["name"] for n in request("GET", "/api/v1/namespaces")["items"]}
+    request("DELETE", "/api/v1/namespaces/t1")
+    deadline = time.monotonic() + 60
+    while "t1" in {n["metadata"]["name"] for n in request("GET", "/api/v1/namespaces")["items"]}:
+        assert time.monotonic() < deadline, "the namespace controller did not delete t1"
+        time.sleep(0.2)
+
+
+def test_reset_empties_the_cluster_at_once(kube_cluster):
+    request = kube_cluster.request
+    request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "t3"}})
+    request("POST", "/api/v1/namespaces/t3/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
+    started = time.monotonic()
+    reset(kube_cluster)
+    assert time.monotonic() - started < 10
+    assert "t3" not in {n["metadata"]["name"] for n in request("GET", "/api/v1/namespaces")["items"]}
+    assert all(c["metadata"]["namespace"] != "t3" for c in request("GET", "/api/v1/configmaps")["items"])
+    assert request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")["items"], "CRDs stay"
 
 
 def test_the_stand_in_marks_config_connector_objects_ready(kube_cluster):
