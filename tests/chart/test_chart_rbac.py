@@ -163,7 +163,6 @@ def test_the_operator_converges_with_exactly_the_charts_permissions(kube_cluster
     cluster = kube_cluster
     admin = install(cluster, chart_objects)
     role = operator_role(chart_objects)
-    info = admin.kinds.get(RBAC, "ClusterRole")
     try:
         sandbox, user, token = run_as_service_account(cluster, chart_objects, tmp_path)
         bindings = list({b["roleRef"]["name"]: b for b in sandbox.kube.list(RBAC, "RoleBinding")
@@ -199,7 +198,6 @@ def test_the_operator_converges_with_exactly_the_charts_permissions(kube_cluster
             if obj["kind"] in ("ClusterRole", "ClusterRoleBinding"):
                 admin.delete(admin.kinds.get(RBAC, obj["kind"]), None, obj["metadata"]["name"])
         admin.close()
-    del info
 
 
 @pytest.fixture

@@ -103,6 +103,7 @@ class _Child:
     name: str
     process: subprocess.Popen
     log: Path
+    url: str = ""  # where it serves, when the runner talks to it (etcd)
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -161,9 +162,9 @@ class Cluster:
             self._write_credentials()
             deadline = time.monotonic() + self.start_timeout
             etcd = self._start_etcd(binaries)
-            self._etcd_url = etcd.port_url  # type: ignore[attr-defined]
-            self._wait(etcd, deadline, lambda: self._etcd_healthy(etcd.port_url), "etcd /health")
-            self._start_apiserver(binaries, etcd.port_url)
+            self._etcd_url = etcd.url
+            self._wait(etcd, deadline, lambda: self._etcd_healthy(etcd.url), "etcd /health")
+            self._start_apiserver(binaries, etcd.url)
             apiserver = self._children[-1]
             self._wait(apiserver, deadline, self._apiserver_ready, "kube-apiserver /readyz")
             if self.crds:
@@ -407,7 +408,7 @@ class Cluster:
             f"--initial-cluster=konfig-test=http://{HOST}:{peer}",
             # Test data, thrown away at the end: no fsync (etcd's own integration tests do so).
             "--unsafe-no-fsync", "--log-level=warn", "--quota-backend-bytes=2147483648"])
-        child.port_url = f"http://{HOST}:{client}"  # type: ignore[attr-defined]
+        child.url = f"http://{HOST}:{client}"
         return child
 
     def _start_apiserver(self, binaries: Binaries, etcd_url: str) -> None:
