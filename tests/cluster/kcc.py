@@ -8,7 +8,8 @@ up to date: ``conditions: [{type: Ready, status: "True", reason: UpToDate}]`` an
 ConfigConnectorContexts get ``healthy: true`` as Config Connector's operator reports
 (https://cloud.google.com/config-connector/docs/how-to/install-namespaced). An object
 annotated ``sandbox.konfig.dev/cnrm-fail: <message>`` is reported Ready=False, reason
-``UpdateFailed`` (the emulator's fake does the same). Like the emulator's fake it adds no
+``UpdateFailed``, and a RunService gets a stand-in ``status.uri`` (as the emulator's fake
+does, with the same URL). Like the emulator's fake it adds no
 finalizers: deleting such an object is immediate.
 
 It runs list-then-watch per kind (one asyncio loop in a thread, aiohttp), writes the
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import aiohttp
+
+from konfig.sandbox.kube_api import fake_run_uri
 
 CNRM_GROUP_SUFFIX = ".cnrm.cloud.google.com"
 MANAGER = "cnrm-controller-manager"
@@ -72,7 +75,10 @@ def desired_status(obj: dict[str, Any]) -> dict[str, Any]:
                  if failure else
                  {"type": "Ready", "status": "True", "reason": "UpToDate",
                   "message": "The resource is up to date"})
-    return {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
+    status = {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
+    if obj.get("kind") == "RunService" and not failure:
+        status["uri"] = fake_run_uri(obj)  # the emulator's stand-in URL, so both agree
+    return status
 
 
 def current_status(obj: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +87,10 @@ def current_status(obj: dict[str, Any]) -> dict[str, Any]:
         return {k: status[k] for k in ("healthy", "errors") if k in status}
     conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"}
                   for c in status.get("conditions") or [] if c.get("type") == "Ready"]
-    return {"conditions": conditions, "observedGeneration": status.get("observedGeneration")}
+    core = {"conditions": conditions, "observedGeneration": status.get("observedGeneration")}
+    if "uri" in status:
+        core["uri"] = status["uri"]
+    return core
 
 
 class ConfigConnectorStandIn:

@@ -81,7 +81,10 @@ def written(kube: Any, sandbox: Sandbox) -> dict[tuple, Any]:
 
 
 def run_scenario(tree, kube: Any) -> dict[str, dict[tuple, Any]]:
-    sandbox = Sandbox(load_definitions(tree), kube=kube).start()
+    # A short resync: a pass that found a removed domain's namespace still holding a Workload
+    # not yet being deleted keeps it (konfig/kube/sync.py); the next pass deletes it. How
+    # often that happens depends on timing, which differs between the two servers.
+    sandbox = Sandbox(load_definitions(tree), kube=kube, resync_interval=3.0).start()
     try:
         sandbox.apply(load_definitions(tree))
         assert sandbox.wait_converged(60).ready
@@ -96,6 +99,8 @@ def run_scenario(tree, kube: Any) -> dict[str, dict[tuple, Any]]:
         sandbox.kube.wait(lambda: sandbox.kube.get("konfig.dev/v1alpha1", "Domain", "konfig-system",
                                                    "stores") is None, timeout=60)
         assert sandbox.wait_converged(60).ready
+        sandbox.kube.wait(lambda: not [n for n in sandbox.kube.list("v1", "Namespace")
+                                       if n["metadata"]["name"].startswith("stores-")], timeout=60)
         snapshots["changed"] = written(kube, sandbox)
         return snapshots
     finally:
@@ -119,10 +124,6 @@ def test_the_operator_writes_the_same_on_the_emulator_and_the_real_server(kube_c
     emulated = run_scenario(fresh_tree("emulated"), _emulator())
     real = run_scenario(fresh_tree("real"), RealKube(kube_cluster))
     for stage in ("converged", "changed"):
-        if stage == "changed":  # known difference, see the strict xfail test below
-            for snapshot in (emulated, real):
-                for key in [k for k in snapshot[stage] if k[1] == "Namespace" and k[3].startswith("stores-")]:
-                    del snapshot[stage][key]
         assert sorted(emulated[stage]) == sorted(real[stage]), stage
         differences = [(key, emulated[stage][key], real[stage][key]) for key in sorted(real[stage])
                        if emulated[stage][key] != real[stage][key]]
@@ -134,11 +135,3 @@ def _emulator():
 
     return KubeEmulator(fake_config_connector=True)
 
-
-@pytest.mark.xfail(strict=True, reason=(
-    "found by the conformance test: on the real server the operator leaves a removed domain's "
-    "namespaces (labelled, not desired) in place, where the emulator sees them deleted; "
-    "reported for the operator's owners (issue 11)"))
-def test_a_removed_domains_namespaces_are_pruned_on_the_real_server(kube_cluster, fresh_tree):
-    real = run_scenario(fresh_tree("real"), RealKube(kube_cluster))
-    assert not [k for k in real["changed"] if k[1] == "Namespace" and k[3].startswith("stores-")]
