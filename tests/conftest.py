@@ -27,3 +27,7 @@ def example_state(example_defs):
     from konfig.compile import compile_definitions
 
     return compile_definitions(example_defs)
+
+
+# The real test cluster (etcd, kube-apiserver, kube-controller-manager): see tests/cluster.
+from tests.cluster.fixtures import kube_cluster, real_cluster  # noqa: E402,F401

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import time
@@ -92,24 +93,43 @@ def operator_command(
     asyncio.run(Operator(config).run())
 
 
+class SandboxCluster(str, enum.Enum):
+    """The cluster ``konfig sandbox`` runs the operator against."""
+
+    emulator = "emulator"
+    real = "real"
+
+
 def sandbox_command(
     path: Annotated[Path, typer.Argument(help="Folder (or file) of definitions.",
                                          show_default=False)],
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Seconds to wait for convergence.")] = 50.0,
+    cluster: Annotated[SandboxCluster, typer.Option(
+        "--cluster",
+        help="emulator: the in-process Kubernetes API emulator (no setup); real: etcd, "
+             "kube-apiserver and kube-controller-manager built by a clone's "
+             "`python -m tests.cluster build`.")] = SandboxCluster.emulator,
 ) -> None:
     """Start an emulated control-plane cluster and a fake GitLab in-process, run the real
     operator against them, apply the definitions, wait until everything is Ready and print
-    the resulting trees. Nothing outside this process is touched."""
+    the resulting trees. Nothing outside this process is touched (``--cluster real``: child
+    processes on 127.0.0.1, stopped and removed at the end)."""
     from konfig.commands.core import load_or_exit
-    from konfig.operator.sandbox import Sandbox
+    from konfig.operator.sandbox import RealClusterUnavailable, Sandbox, real_cluster_kube
 
     console = Console()
     logging.getLogger("kopf").setLevel(logging.ERROR)
     defs = load_or_exit(path)
     started = time.monotonic()
-    with console.status("starting the emulated cluster, fake GitLab and the operator..."):
-        sandbox = Sandbox(defs).start()
+    try:
+        kube = real_cluster_kube() if cluster is SandboxCluster.real else None
+    except RealClusterUnavailable as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(2) from None
+    with console.status(f"starting the {'real' if kube else 'emulated'} cluster, fake GitLab "
+                        "and the operator..."):
+        sandbox = Sandbox(defs, kube=kube).start()
     try:
         with console.status("konfig apply, then waiting for the operator to converge..."):
             applied = sandbox.apply(defs)

@@ -54,6 +54,11 @@ class KubeError(Exception):
 
     @property
     def transient(self) -> bool:
+        """Worth retrying. kube-apiserver answers a strict server-side apply with an
+        undeclared field with a 500 (it fails building the typed patch): that is the
+        object's fault, never retried."""
+        if self.status == 500 and "failed to create typed patch object" in self.message:
+            return False
         return self.status == 0 or self.status in TRANSIENT_STATUSES
 
     @property
@@ -217,13 +222,18 @@ class KubeClient:
     def apply(self, obj: dict[str, Any], *, field_manager: str = FIELD_MANAGER,
               force: bool = True, dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply ``obj`` (creates or updates it) as ``field_manager``; ``force``
-        takes over fields other managers own. Returns the object as stored."""
+        takes over fields other managers own. Returns the object as stored.
+
+        Field validation is ``Strict``: a field the kind's schema does not know (or a
+        duplicated one) is a 422 ``Invalid`` error instead of being dropped silently, so a
+        rendered object that would lose part of itself is never half-applied
+        (https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation)."""
         info = self.kinds.of(obj)
         meta = obj["metadata"]
         return self.request(
             "PATCH", info.item_path(meta.get("namespace"), meta["name"]),
             query={"fieldManager": field_manager, "force": "true" if force else None,
-                   "dryRun": "All" if dry_run else None},
+                   "fieldValidation": "Strict", "dryRun": "All" if dry_run else None},
             body=obj, content_type=APPLY_PATCH)
 
     def patch(self, info: KindInfo, namespace: str | None, name: str, body: Any, *,

@@ -39,6 +39,9 @@ HASH_ANNOTATION = "konfig.dev/desired-hash"
 BREAK_GLASS_LABEL = "konfig-break-glass"
 
 Key = tuple[str, str, str, str]
+#: Objects Kubernetes itself puts in every namespace (kube-controller-manager's serviceaccount
+#: and root-ca-cert-publisher controllers): they never keep a namespace from being pruned.
+KUBERNETES_DEFAULTS = frozenset({("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")})
 Op = Literal["create", "update", "unchanged", "delete", "conflict", "wait", "keep"]
 
 
@@ -256,7 +259,8 @@ def _prune(observed: Mapping[Key, KubeObject], wanted: set[Key], control_plane: 
     deleting_in: dict[str, bool] = {}  # namespace -> every Konfig object in it goes
     for key, live in observed.items():
         ns = key[2]
-        if ns:  # an object that is not Konfig's keeps its namespace alive too
+        if ns and (key[1], key[3]) not in KUBERNETES_DEFAULTS:
+            # an object that is not Konfig's keeps its namespace alive too
             goes = (is_konfigs(live, control_plane) and key not in wanted
                     and not _protected(live) and not unread(live)) or bool(
                         live["metadata"].get("deletionTimestamp"))

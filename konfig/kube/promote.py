@@ -159,7 +159,7 @@ def post_event(
     Shape: https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/"""
     meta = regarding["metadata"]
     event = kubernetes.client.EventsV1Event(
-        metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{meta['name']}."),
+        metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{meta['name']}-"),  # a trailing '.' is invalid
         event_time=now,
         reporting_controller=controller,
         reporting_instance=f"{controller.rsplit('/', 1)[-1]}@{socket.gethostname()}"[:128],

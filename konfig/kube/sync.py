@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 from konfig.compile import apply_order
 from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE, KubeObject, object_key
 from konfig.kube.client import KubeClient, KubeError
-from konfig.kube.diff import Action, Key, KubePlan, plan
+from konfig.kube.diff import KUBERNETES_DEFAULTS, Action, Key, KubePlan, plan
 from konfig.kube.kinds import CORE_KINDS, KindInfo, shipped_kcc_crds, storage_kind_of_crd
 from konfig.vocabulary import OUTCOME_OF, Done
 
@@ -247,9 +247,8 @@ def _foreign_object_in(client: KubeClient, namespace: str, control_plane: str) -
         for item in items:
             meta = item["metadata"]
             mine = (meta.get("labels") or {}).get(LABEL_CONTROL_PLANE) == control_plane
-            if not mine and not meta.get("deletionTimestamp") and not (
-                    info.kind in ("ServiceAccount", "ConfigMap") and meta["name"] in (
-                        "default", "kube-root-ca.crt")):
+            if not mine and not meta.get("deletionTimestamp") and (
+                    info.kind, meta["name"]) not in KUBERNETES_DEFAULTS:
                 return f"{info.kind} {meta['name']}"
     return None
 

@@ -61,16 +61,21 @@ class Sandbox:
         with Sandbox(defs) as sandbox:
             sandbox.apply(defs)
             sandbox.wait_converged()
+
+    ``kube`` is the cluster: the in-process emulator (default, with its fake Config
+    Connector) or any object with the same interface and a ``connection`` property giving the
+    ``OperatorConfig`` fields that reach it (the real test cluster:
+    ``tests.cluster.backend.RealKube``, see :func:`real_cluster_kube`).
     """
 
     def __init__(self, defs: Definitions, *, resync_interval: float = 300.0,
                  operator: bool = True, config: dict[str, Any] | None = None,
-                 gitlab_options: dict[str, Any] | None = None) -> None:
+                 gitlab_options: dict[str, Any] | None = None, kube: Any = None) -> None:
         from konfig.sandbox.fake_gitlab import FakeGitLab
         from konfig.sandbox.kube_api import KubeEmulator
 
         self.defs = defs
-        self.kube = KubeEmulator(fake_config_connector=True)
+        self.kube = kube if kube is not None else KubeEmulator(fake_config_connector=True)
         self.gitlab = FakeGitLab(**(gitlab_options or {}))
         self._with_operator = operator
         self._config_overrides = {"resync_interval": resync_interval, "debounce": 0.2,
@@ -92,15 +97,18 @@ class Sandbox:
             path = "/".join(parent.split("/")[:depth])
             if self.gitlab.group(path) is None:
                 self.gitlab.seed_group(path)
-        self.client = KubeClient.connect(server=self.kube.url,
-                                         retry=RetrySettings(attempts=3, initial=0.05))
+        self.client = KubeClient.connect(**self._connection(), retry=RetrySettings(attempts=3, initial=0.05))
         if self._with_operator:
             self.start_operator()
         return self
 
+    def _connection(self) -> dict[str, Any]:
+        """``server`` (the emulator: a bare URL) or ``kubeconfig`` (a real cluster)."""
+        return getattr(self.kube, "connection", None) or {"server": self.kube.url}
+
     def operator_config(self, **overrides: Any) -> OperatorConfig:
         values = {"gitlab_url": self.gitlab.url, "gitlab_token": SANDBOX_TOKEN,
-                  "server": self.kube.url, **self._config_overrides, **overrides}
+                  **self._connection(), **self._config_overrides, **overrides}
         return OperatorConfig(**values)
 
     def start_operator(self, **overrides: Any) -> Operator:
@@ -225,12 +233,39 @@ def object_counts(sandbox: Sandbox) -> Counter[str]:
     return counts
 
 
-def run_sandbox(path: str | Path, *, timeout: float = 50.0) -> tuple[Sandbox, Convergence, ApplyResult]:
-    """Load ``path``, start a sandbox, apply, wait for convergence. The caller prints and
-    stops the returned sandbox. Raises :class:`~konfig.errors.DefinitionError`."""
+class RealClusterUnavailable(RuntimeError):
+    """``--cluster real`` cannot run here: no clone's test cluster, or its binaries unbuilt."""
+
+
+def real_cluster_kube() -> Any:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager with the CRDs
+    and a Config Connector stand-in) owned by the sandbox: started with it, removed with it.
+    It is the test cluster of a Konfig clone (``tests/cluster``), so it needs a clone
+    (an editable install) whose binaries are built (``python -m tests.cluster build``).
+    Raises :class:`RealClusterUnavailable` saying which is missing."""
+    try:
+        from tests.cluster import binaries, konfig_cluster
+        from tests.cluster.backend import RealKube
+    except ImportError as err:
+        raise RealClusterUnavailable(
+            "--cluster real runs the test cluster of a Konfig clone: install Konfig from a clone "
+            f"with `pip install -e .` ({err})") from err
+    if not binaries().complete:
+        raise RealClusterUnavailable(
+            f"the real cluster's binaries are not built ({binaries().directory}): run "
+            "`python -m tests.cluster build` in the clone (several minutes, once per machine)")
+    return RealKube(konfig_cluster(), owned=True)
+
+
+def run_sandbox(path: str | Path, *, timeout: float = 50.0, cluster: str = "emulator"
+                ) -> tuple[Sandbox, Convergence, ApplyResult]:
+    """Load ``path``, start a sandbox on ``cluster`` (``emulator`` or ``real``), apply,
+    wait for convergence. The caller prints and stops the returned sandbox. Raises
+    :class:`~konfig.errors.DefinitionError` and :class:`RealClusterUnavailable`."""
     defs = load_definitions(path)
     state = compile_definitions(defs)
-    sandbox = Sandbox(defs).start()
+    kube = real_cluster_kube() if cluster == "real" else None
+    sandbox = Sandbox(defs, kube=kube).start()
     try:
         applied = sandbox.apply(defs, state=state)
         converged = sandbox.wait_converged(timeout)

@@ -37,7 +37,9 @@ What it serves (paths and shapes from https://kubernetes.io/docs/reference/using
 Deliberate simplifications (tests should not depend on them):
 
 - No authentication or authorization: any bearer token is accepted. ``fieldValidation`` is
-  ignored (unknown fields of custom resources are pruned silently, the pre-1.23 default).
+  honoured only as ``Strict`` on server-side apply of custom resources: an undeclared field is
+  refused with the real server's answer (500, "failed to create typed patch object ...: .spec.x:
+  field not declared in schema"); otherwise unknown fields are pruned silently.
 - No defaulting of built-in kinds beyond Namespace (labels, finalizers, phase) and Secret
   (``stringData`` folded into ``data``, ``type: Opaque``); ``metadata.generation`` is kept for
   every kind. Custom resources are pruned, defaulted and validated against their schema.
@@ -106,6 +108,18 @@ class RequestRecord:
     content_type: str | None
     body: Any
     user_agent: str | None
+
+
+def _refuse_undeclared(rtype: ResourceType, namespace: str | None, name: str, body: Any) -> None:
+    """kube-apiserver's answer to a strict server-side apply with fields the schema lacks (it
+    fails building the typed patch, before any validation, with a 500)."""
+    from konfig.sandbox.kube_schema import undeclared
+
+    paths = undeclared(body, rtype.schema, root=True) if isinstance(body, dict) else []
+    if paths:
+        where = f"{namespace}/{name}" if namespace else name
+        raise StatusError(500, "InternalError", f"failed to create typed patch object ({where}; "
+                          f"{rtype.api_version}, Kind={rtype.kind}): {paths[0]}: field not declared in schema")
 
 
 def minimal_crd(group: str, kind: str, *, version: str = "v1", plural: str | None = None,
@@ -578,6 +592,8 @@ class KubeEmulator:
             if content_type not in PATCH_TYPES:
                 raise StatusError.unsupported_media_type(content_type)
             manager = query.get("fieldManager") or (None if content_type == APPLY_PATCH else _manager(request))
+            if content_type == APPLY_PATCH and query.get("fieldValidation") == "Strict" and rtype.custom:
+                _refuse_undeclared(rtype, namespace, name, body)
             obj, created = store.patch(rtype, namespace, name, content_type, body, manager=manager,
                                        subresource=sub, force=_truthy(query.get("force")),
                                        dry_run=_dry_run(request, body))

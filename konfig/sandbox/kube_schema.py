@@ -49,6 +49,32 @@ def prune(value: Any, schema: dict[str, Any] | None, *, root: bool = False) -> A
     return value
 
 
+def undeclared(value: Any, schema: dict[str, Any] | None, path: str = "", *, root: bool = False
+               ) -> list[str]:
+    """Paths (``.spec.foo``) of the fields :func:`prune` would drop, in document order."""
+    if schema is None:
+        return []
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+            return []
+        keep_meta = root or schema.get("x-kubernetes-embedded-resource")
+        props, extra = schema.get("properties"), schema.get("additionalProperties")
+        out: list[str] = []
+        for key, child in value.items():
+            if keep_meta and key in _ALWAYS_KEPT:
+                continue
+            if props is not None and key in props:
+                out += undeclared(child, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                out += undeclared(child, extra, f"{path}.{key}")
+            elif not (extra is True or schema.get("x-kubernetes-preserve-unknown-fields")):
+                out.append(f"{path}.{key}")
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [p for i, item in enumerate(value) for p in undeclared(item, schema["items"], f"{path}[{i}]")]
+    return []
+
+
 def apply_defaults(value: Any, schema: dict[str, Any] | None) -> Any:
     """Return ``value`` with missing properties set to their schema ``default``."""
     if schema is None:

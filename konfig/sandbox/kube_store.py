@@ -491,7 +491,13 @@ class Store:
                 if not meta.get("generateName"):
                     raise StatusError.invalid(rtype, "", [("metadata.name", "FieldValueRequired",
                                                            "Required value: name or generateName is required")])
-                meta["name"] = self._unique_name(rtype, namespace, meta["generateName"])
+                # The prefix must itself be a valid name once a trailing '-' is set aside
+                # (apimachinery's ValidateObjectMeta with prefix=true, maskTrailingDash).
+                prefix = meta["generateName"]
+                if why := name_problem(rtype, prefix[:-1] + "a" if prefix.endswith("-") else prefix):
+                    raise StatusError.invalid(rtype, prefix, [(
+                        "metadata.generateName", "FieldValueInvalid", f'Invalid value: "{prefix}": {why}')])
+                meta["name"] = self._unique_name(rtype, namespace, prefix)
             view = kube_apply.tracked_view(obj, rtype.has_status, None)
             managed = kube_apply.record_update([], manager, rtype.api_version, {}, view, None, now_rfc3339())
             return self._create_prepared(rtype, namespace, obj, managed, dry_run)

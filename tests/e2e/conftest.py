@@ -1,5 +1,6 @@
-"""End-to-end fixtures: the Kubernetes API emulator and the fake GitLab on 127.0.0.1, the real
-kopf operator in a thread, and ``konfig apply`` logic, all through real HTTP clients."""
+"""End-to-end fixtures: a real kube-apiserver (etcd, kube-controller-manager, the shipped CRDs
+and a Config Connector stand-in: tests/cluster) and the fake GitLab on 127.0.0.1, the real kopf
+operator in a thread, and ``konfig apply`` logic, all through real HTTP clients."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 from konfig.load import load_definitions
 from konfig.operator.sandbox import Sandbox
+
+from tests.cluster.backend import RealKube
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,11 +48,13 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture
-def sandbox_for(request) -> Iterator[Callable[..., Sandbox]]:
-    """Make a started sandbox for a definitions folder (stopped at teardown)."""
+def sandbox_for(kube_cluster) -> Iterator[Callable[..., Sandbox]]:
+    """Make a started sandbox for a definitions folder on the worker's real cluster, emptied
+    for the test (stopped at teardown)."""
     made: list[Sandbox] = []
 
     def make(path: Path, **kwargs: Any) -> Sandbox:
+        kwargs.setdefault("kube", RealKube(kube_cluster))
         sandbox = Sandbox(load_definitions(path), **kwargs).start()
         made.append(sandbox)
         return sandbox

@@ -27,23 +27,25 @@ def test_operator_killed_mid_reconcile_restarts_and_converges(tree, sandbox_for,
     state = compile_definitions(defs)
     env = {**os.environ, "KUBECONFIG": str(sandbox.kube.kubeconfig_path(tmp_path)),
            "GITLAB_TOKEN": SANDBOX_TOKEN, "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "operator.log").open("wb")  # a file, not a pipe nobody reads until the end
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "operator", f"--gitlab-url={sandbox.gitlab.url}",
          "--resync-interval=1h", "--health-port=0", "--metrics-port=0", "--standalone",
          "--log-level=info"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log)
     try:
         sandbox.apply(defs, state=state)
         total = len(state.kubernetes)
         # Kill it once part, not all, of the objects exist: in the middle of its first pass
-        # (project services are applied halfway through; the emulator checks after each write).
+        # (project services are applied halfway through; polled every 20 ms).
         sandbox.kube.wait(lambda: len(sandbox.kube.list(SERVICES, "Service")) >= 20, timeout=60)
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
         if process.poll() is None:
             process.kill()
-        logs = process.stderr.read().decode() if process.stderr else ""
+        log.close()
+        logs = (tmp_path / "operator.log").read_text()
     assert 0 < sum(object_counts(sandbox).values()) < total, "the kill did not land mid-pass"
     assert any(line.startswith("{") and json.loads(line).get("message") for line in logs.splitlines()), \
         "the operator logs JSON lines"
