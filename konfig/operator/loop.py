@@ -114,7 +114,7 @@ class ReconcileLoop:
         units = affected(index, str(body.get("kind")), str(meta.get("name")),
                          before, after or before)
         self.mark_dirty(f"{event_type or 'LISTED'} {body.get('kind')} "
-                        f"{meta.get('namespace')}/{meta.get('name')}", units=units or None)
+                        f"{meta.get('namespace')}/{meta.get('name')}", units=units)
 
     def mark_dirty(self, reason: str, units: Iterable[str] | None = None) -> None:
         """Ask for a pass soon over ``units`` (every unit when ``None``), coalesced with other
@@ -320,6 +320,11 @@ class ReconcileLoop:
                                             self.config.retry_max), "retry")
         else:
             self._failures.pop(ALL, None)
+
+    @property
+    def settled(self) -> bool:
+        """Idle, and no unit waits for a requeue or retry (only resyncs are planned)."""
+        return self.idle and all(trigger == "resync" for _, trigger in list(self._due.values()))
 
     @property
     def idle(self) -> bool:

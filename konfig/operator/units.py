@@ -115,7 +115,8 @@ def affected(index: UnitIndex, kind: str, name: str, before: Mapping[str, Any] |
     * Platform: the control plane's and its domains' (services and folders are inherited);
     * Domain: its own and the control plane's (control-plane objects such as the GitLab tree
       and CI identities list the domains);
-    * ResourceTemplate: the domains whose workloads use it (before or after the change);
+    * ResourceTemplate: the domains whose workloads use it (before or after the change) and
+      the control plane's (which reports on templates);
     * Workload: its domain's, the domains of the workloads it calls and of those calling it
       (invoker grants and connection details cross domains), and the control plane's when it
       is or was reachable beyond its domain (``ingress.visibility`` other than ``domain``:
@@ -130,7 +131,7 @@ def affected(index: UnitIndex, kind: str, name: str, before: Mapping[str, Any] |
     if kind == "Domain":
         return {CONTROL_PLANE, domain_unit(name)}
     if kind == "ResourceTemplate":
-        return {domain_unit(d) for d in index.template_users.get(name, set())}
+        return {CONTROL_PLANE, *(domain_unit(d) for d in index.template_users.get(name, set()))}
     if kind == "Workload":
         out: set[str] = set()
         for spec in (old, new):
@@ -143,7 +144,7 @@ def affected(index: UnitIndex, kind: str, name: str, before: Mapping[str, Any] |
             if (spec.get("ingress") or {}).get("visibility", "domain") != "domain":
                 out.add(CONTROL_PLANE)
         return out
-    return set()
+    return {CONTROL_PLANE}
 
 
 def scope(resources: Iterable[Mapping[str, Any]], units: Iterable[str]) -> list[Mapping[str, Any]]:

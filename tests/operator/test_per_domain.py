@@ -23,7 +23,7 @@ SYSTEM = "konfig-system"
 @pytest.fixture
 def converged():
     defs = load_definitions(ROOT / "definitions")
-    sandbox = Sandbox(defs, config={"requeue_max": 1.0}).start()
+    sandbox = Sandbox(defs, resync_interval=3600, config={"requeue_max": 1.0}).start()
     try:
         assert sandbox.apply(defs).ok
         assert sandbox.wait_converged(60).ready

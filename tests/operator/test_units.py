@@ -116,7 +116,9 @@ def test_a_workload_that_control_plane_objects_depend_on_marks_the_control_plane
             body = next(r for r in resources if r["kind"] == "Workload"
                         and (r["spec"]["domain"], r["metadata"]["name"]) == key)
             assert CONTROL_PLANE in affected(index, "Workload", key[1], body, body), key
-    assert affected(index, "ResourceTemplate", "redis", None, None) == {domain_unit("ecommerce")}
+    assert affected(index, "ResourceTemplate", "redis", None, None) == {
+        CONTROL_PLANE, domain_unit("ecommerce")}
+    assert affected(index, "ResourceTemplate", "unused", None, None) == {CONTROL_PLANE}
     assert affected(index, "Domain", "stores", None, None) == {CONTROL_PLANE, domain_unit("stores")}
     assert affected(index, "Platform", "supply-chain", None, None) == {
         CONTROL_PLANE, domain_unit("inventory"), domain_unit("fulfilment")}
