@@ -141,13 +141,15 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
 
 def observe_scoped(client: KubeClient, desired: Iterable[KubeObject], kinds: Iterable[KindInfo],
                    control_plane: str, *, selector: str = "", workers: int = 8,
-                   lookup_limit: int = 2) -> tuple[dict[Key, KubeObject], list[str]]:
+                   lookup_limit: int = 2, namespace_limit: int = 8
+                   ) -> tuple[dict[Key, KubeObject], list[str]]:
     """List only the objects of part of a control plane (one or a few reconcile units): each
     kind of ``kinds`` and of ``desired`` with the label selector
     ``konfig-control-plane=<control_plane>[,<selector>]``. A desired object not found that way
     is looked up by name, so a name held by an object that is not Konfig's is still seen: one
-    GET per object when a kind and namespace miss at most ``lookup_limit`` objects, else one
-    unselected list of that kind in that namespace. Returns objects by key (the unselected
+    GET per object when a kind misses at most ``lookup_limit`` objects (a change), else one
+    unselected list of that kind per namespace when they are in at most ``namespace_limit``
+    namespaces (a new domain), else one unselected list of the kind (a cold start). Returns objects by key (the unselected
     reads add only objects whose key is desired) and notes on kinds that could not be listed.
     Raises :class:`KubeError` when a desired kind cannot be read."""
     desired = list(desired)
@@ -155,22 +157,32 @@ def observe_scoped(client: KubeClient, desired: Iterable[KubeObject], kinds: Ite
     label = f"{LABEL_CONTROL_PLANE}={control_plane}" + (f",{selector}" if selector else "")
     observed, notes = observe(client, (), {*kinds, *wanted_kinds}, control_plane,
                               workers=workers, selector=label, required=wanted_kinds)
-    missing: dict[tuple[KindInfo, str | None], list[KubeObject]] = {}
+    missing: dict[KindInfo, list[KubeObject]] = {}
     for obj in desired:
         if object_key(obj) not in observed:
-            info = client.kinds.of(obj)
-            missing.setdefault((info, obj["metadata"].get("namespace")), []).append(obj)
+            missing.setdefault(client.kinds.of(obj), []).append(obj)
     wanted = {object_key(o) for o in desired}
 
-    def look(job: tuple[tuple[KindInfo, str | None], list[KubeObject]]) -> list[KubeObject]:
-        (info, namespace), objs = job
+    jobs: list[tuple[KindInfo, str | None, list[KubeObject]]] = []
+    for info, objs in missing.items():
+        namespaces = sorted({o["metadata"].get("namespace") or "" for o in objs})
         if len(objs) <= lookup_limit:
-            found = [client.get(info, namespace, o["metadata"]["name"]) for o in objs]
-            return [f for f in found if f is not None]
+            jobs += [(info, None, [o]) for o in objs]
+        elif info.namespaced and len(namespaces) <= namespace_limit:
+            jobs += [(info, ns, []) for ns in namespaces]
+        else:
+            jobs.append((info, None, []))
+
+    def look(job: tuple[KindInfo, str | None, list[KubeObject]]) -> list[KubeObject]:
+        info, namespace, objs = job
+        if objs:
+            meta = objs[0]["metadata"]
+            found = client.get(info, meta.get("namespace"), meta["name"])
+            return [found] if found is not None else []
         return [o for o in client.list(info, namespace=namespace) if object_key(o) in wanted]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for found in pool.map(look, missing.items()):
+        for found in pool.map(look, jobs):
             for obj in found:
                 observed[object_key(obj)] = obj
     return observed, notes
