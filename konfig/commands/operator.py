@@ -47,6 +47,18 @@ def operator_command(
         "--standalone", help="Run without kopf peering (exactly one operator).")] = False,
     peering: Annotated[str | None, typer.Option(
         "--peering", help="kopf peering name: one active operator among replicas.")] = None,
+    leases: Annotated[bool, typer.Option(
+        "--leases", help="Share the reconcile units with other replicas, one Lease "
+        "(coordination.k8s.io) per unit.")] = False,
+    lease_duration: Annotated[str, typer.Option(
+        "--lease-duration", help="How long a unit's Lease lasts without renewal: a replica "
+        "that dies loses its units after this.")] = "15s",
+    gitlab_requests_per_minute: Annotated[int, typer.Option(
+        "--gitlab-requests-per-minute", min=0, help="GitLab request budget (0: none); "
+        "GitLab.com allows 2,000 per minute per user.")] = 2000,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, max=64, help="Units reconciled in parallel (and parallel "
+        "requests of one unit).")] = 8,
 ) -> None:
     """Run the Konfig operator: reconcile the Konfig resources of the cluster into Config
     Connector objects, namespaces, RBAC and the GitLab tree, and correct drift."""
@@ -62,13 +74,18 @@ def operator_command(
         raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
     if standalone and peering:
         raise typer.BadParameter("--standalone and --peering exclude each other")
+    if leases and peering:
+        raise typer.BadParameter("--leases and --peering exclude each other: with leases every "
+                                 "replica is active on its own units")
     kopf.configure(debug=level == "debug", log_format=kopf.LogFormat.JSON, log_refkey="object")
     logging.getLogger().setLevel(level.upper())
     config = OperatorConfig(
         gitlab_url=gitlab_url, gitlab_token=os.environ.get("GITLAB_TOKEN"),
         system_namespace=system_namespace, resync_interval=_seconds(resync_interval),
         log_level=level, health_port=health_port, metrics_port=metrics_port,
-        standalone=not peering, peering=peering,
+        standalone=not peering, peering=peering, leases=leases,
+        lease_duration=_seconds(lease_duration), workers=workers,
+        gitlab_requests_per_minute=gitlab_requests_per_minute,
     )
     if gitlab_url and not config.gitlab_token:
         logging.getLogger("konfig.operator").warning(

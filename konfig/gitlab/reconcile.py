@@ -18,7 +18,14 @@ from konfig.gitlab.model import (
     default_template_dir,
     load_template_files,
 )
-from konfig.gitlab.observe import control_plane_path, deep_all, deep_none, deep_slice, observe
+from konfig.gitlab.observe import (
+    DeepSelector,
+    control_plane_path,
+    deep_all,
+    deep_none,
+    deep_slice,
+    observe,
+)
 from konfig.gitlab.plan import diff
 from konfig.gitlab.report import PLANNED, ChangeResult, SyncReport
 from konfig.gitlab.settings import GitLabSettings
@@ -38,6 +45,7 @@ def reconcile(
     template: TemplateFiles | None = None,
     template_dir: Path | None = None,
     starter: TemplateFiles | None = None,
+    deep: DeepSelector | None = None,
 ) -> SyncReport:
     """Make GitLab match ``tree`` under its adopted parent group, in one pass.
 
@@ -47,6 +55,9 @@ def reconcile(
     ``depth="shape"`` reads only the list pages of groups and projects (under 60 requests for
     1,000 groups and 3,000 projects), plus the deep details of the ``1/deep_period`` slice
     selected by ``deep_round`` when given (the operator passes its resync counter).
+    ``deep`` (a predicate of group and project paths) picks the objects whose details are
+    read, instead of ``depth`` and ``deep_round`` (the operator's pass over some domains
+    reads their subtrees' details only).
     ``dry_run`` observes and plans without writing. The workload template's files come from
     ``template`` or ``template_dir`` (default: the bundled ``gitlab-templates/workload``);
     the definitions repository's first commit from ``starter`` (default: the bundled
@@ -65,7 +76,9 @@ def reconcile(
         template = load_template_files(template_dir or default_template_dir())
     if starter is None:
         starter = load_template_files(default_control_plane_template_dir())
-    if depth == "full":
+    if deep is not None:
+        selector = deep
+    elif depth == "full":
         selector = deep_all
     elif deep_round is not None:
         selector = deep_slice(settings.deep_period, deep_round)

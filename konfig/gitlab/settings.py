@@ -41,6 +41,10 @@ class GitLabSettings:
     this run; ``import_poll`` is the first delay before polling ``import_status`` (it doubles up
     to 5 s). ``deep_period`` spreads the deep pass of shape-depth resyncs: each resync reads the
     links, variables and protections of about ``1/deep_period`` of the managed objects.
+    ``requests_per_minute`` is the request budget (every attempt counts): requests beyond it
+    wait for the budget to refill; the default is GitLab.com's authenticated API limit of
+    2,000 requests per minute per user
+    (https://docs.gitlab.com/user/gitlab_com/#rate-limits-on-gitlabcom); ``0`` is no budget.
     """
 
     url: str = "https://gitlab.com"
@@ -54,6 +58,7 @@ class GitLabSettings:
     import_poll: float = 1.0
     deep_period: int = 12
     ssl_verify: bool | str = True
+    requests_per_minute: int = 2000
 
     @classmethod
     def from_env(cls, url: str | None = None, **overrides: object) -> "GitLabSettings":

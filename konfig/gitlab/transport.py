@@ -6,7 +6,11 @@ python-gitlab takes a ``requests.Session``; :class:`KonfigSession` is one that
   backing off, so a waiting retry never blocks other work);
 * retries with tenacity: ``429 Too Many Requests`` after ``Retry-After`` (GitLab's throttles
   send it: https://docs.gitlab.com/administration/settings/user_and_ip_rate_limits/#response-headers),
-  5xx answers and connection errors with exponential backoff and jitter;
+  5xx answers and connection errors with exponential backoff and jitter; a ``Retry-After``
+  pauses *every* request of the session until then, not only the one retried (the limit is
+  per user, so the others would be throttled too);
+* stays within a request budget per minute (:attr:`GitLabSettings.requests_per_minute`,
+  a token bucket from pyrate-limiter): a request over it waits for the bucket to refill;
 * counts reads and writes (every attempt), for reports, metrics and benchmarks.
 
 When the retries are exhausted it raises :class:`RetriesExhausted` (not a
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import gitlab
 import requests
+from pyrate_limiter import Limiter, Rate
 from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
@@ -94,9 +99,16 @@ class RequestStats:
 class KonfigSession(requests.Session):
     """A ``requests.Session`` with Konfig's pacing and retries (see the module docstring)."""
 
-    def __init__(self, max_in_flight: int = 8, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, max_in_flight: int = 8, retry: RetryPolicy | None = None,
+                 requests_per_minute: int = 0, *, budget_period: float = 60.0) -> None:
+        """``requests_per_minute`` (0: none) requests per ``budget_period`` seconds (a
+        minute; shorter in tests)."""
         super().__init__()
         self.policy = retry or RetryPolicy()
+        self._budget = (Limiter(Rate(requests_per_minute, int(budget_period * 1000)))
+                        if requests_per_minute > 0 else None)
+        self._resume_at = 0.0  # monotonic time before which no request is sent (Retry-After)
+        self.waited = 0.0  #: seconds spent waiting for the budget or a Retry-After
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._stats_lock = threading.Lock()
         self.stats = RequestStats()
@@ -106,10 +118,13 @@ class KonfigSession(requests.Session):
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus) and exc.response.status_code == 429:
+        if isinstance(exc, _RetryableStatus) and exc.response.status_code in (429, 503):
             delay = retry_after_seconds(exc.response)
             if delay is not None:
-                return min(delay, self.policy.max_wait)
+                delay = min(delay, self.policy.max_wait)
+                with self._stats_lock:  # everyone waits: the limit is the user's, not ours
+                    self._resume_at = max(self._resume_at, time.monotonic() + delay)
+                return delay
         backoff = wait_exponential(multiplier=self.policy.initial, max=self.policy.max_wait) + \
             wait_random(0, self.policy.jitter)
         return min(backoff(state), self.policy.max_wait)
@@ -123,12 +138,29 @@ class KonfigSession(requests.Session):
             if response is not None and response.status_code == 429:
                 self.stats.throttled += 1
 
+    def _pace(self) -> None:
+        """Wait for a Retry-After pause to end and for room in the request budget."""
+        started = time.monotonic()
+        while True:
+            with self._stats_lock:
+                pause = self._resume_at - time.monotonic()
+            if pause <= 0:
+                break
+            time.sleep(pause)
+        if self._budget is not None:
+            self._budget.try_acquire("gitlab", blocking=True)
+        waited = time.monotonic() - started
+        if waited > 0.001:
+            with self._stats_lock:
+                self.waited += waited
+
     def _before_sleep(self, state: RetryCallState) -> None:
         with self._stats_lock:
             self.stats.retries += 1
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         def attempt() -> requests.Response:
+            self._pace()
             response = None
             try:
                 with self._slots:
@@ -163,7 +195,8 @@ def connect(settings: GitLabSettings) -> gitlab.Gitlab:
     The token is sent as ``PRIVATE-TOKEN``; the base URL is kept for pagination links
     (``keep_base_url``) so a proxy rewriting hosts does not break paging.
     """
-    session = KonfigSession(settings.max_in_flight, settings.retry)
+    session = KonfigSession(settings.max_in_flight, settings.retry,
+                            settings.requests_per_minute)
     return gitlab.Gitlab(
         settings.url,
         private_token=settings.token,

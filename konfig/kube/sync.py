@@ -19,12 +19,12 @@ from konfig.compile.state import LABEL_CONTROL_PLANE, SYSTEM_NAMESPACE, KubeObje
 from konfig.kube.client import KubeClient, KubeError
 from konfig.kube.diff import KUBERNETES_DEFAULTS, Action, Key, KubePlan, plan
 from konfig.kube.kinds import CORE_KINDS, KindInfo, shipped_kcc_crds, storage_kind_of_crd
+from konfig.vocabulary import OUTCOME_OF, Done
 
-#: Outcomes of one object in a pass.
-CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
-FAILED, CONFLICT, WAITING, KEPT = "failed", "conflict", "waiting", "kept"
-_PLANNED = {"create": CREATED, "update": UPDATED, "unchanged": UNCHANGED, "delete": DELETED,
-            "conflict": CONFLICT, "wait": WAITING, "keep": KEPT}
+#: Outcomes of one object in a pass (the shared vocabulary, konfig.vocabulary).
+CREATED, UPDATED, UNCHANGED, DELETED = Done.CREATED, Done.UPDATED, Done.UNCHANGED, Done.DELETED
+FAILED, CONFLICT, WAITING, KEPT = Done.FAILED, Done.CONFLICT, Done.WAITING, Done.KEPT
+_PLANNED = {str(op): outcome for op, outcome in OUTCOME_OF.items()}
 #: Core kinds Konfig renders, always checked for pruning.
 _CORE_RENDERED = ("Namespace", "ServiceAccount", "Service", "Deployment", "RoleBinding",
                   "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy")
@@ -38,7 +38,7 @@ class ObjectResult:
     or deleted). ``abandoned``: a deletion that keeps the cloud resource."""
 
     key: Key
-    action: str
+    action: Done
     obj: KubeObject
     message: str = ""
     abandoned: bool = False
@@ -99,12 +99,14 @@ def prune_kinds(client: KubeClient) -> list[KindInfo]:
 
 
 def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: Iterable[KindInfo],
-            control_plane: str, *, workers: int = 8) -> tuple[dict[Key, KubeObject], list[str]]:
+            control_plane: str, *, workers: int = 8, selector: str | None = None,
+            required: Iterable[KindInfo] = ()) -> tuple[dict[Key, KubeObject], list[str]]:
     """List the live objects: every object of ``desired_kinds`` (so names taken by objects
     that are not Konfig's are seen), and the control plane's objects of ``other_kinds``
     (label selector). Returns objects by key and notes on kinds that could not be listed
     (forbidden or not served), which are skipped for pruning. Raises :class:`KubeError` when
-    a desired kind cannot be listed."""
+    a desired kind (or one of ``required``) cannot be listed. ``selector`` replaces the
+    control-plane label selector of ``other_kinds``."""
     desired = sorted(set(desired_kinds), key=lambda k: (k.group, k.kind))
     seen = {(k.group, k.kind) for k in desired}
     others = []
@@ -112,7 +114,8 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
         if (info.group, info.kind) not in seen:  # one version per kind: same objects
             seen.add((info.group, info.kind))
             others.append(info)
-    selector = f"{LABEL_CONTROL_PLANE}={control_plane}"
+    selector = selector or f"{LABEL_CONTROL_PLANE}={control_plane}"
+    must = set(desired) | set(required)
 
     def read(job: tuple[KindInfo, bool]) -> tuple[KindInfo, list[KubeObject] | KubeError]:
         info, labelled = job
@@ -127,11 +130,60 @@ def observe(client: KubeClient, desired_kinds: Iterable[KindInfo], other_kinds: 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for info, outcome in pool.map(read, jobs):
             if isinstance(outcome, KubeError):
-                if info in desired:
+                if info in must:
                     raise outcome
                 notes.append(f"cannot list {info.kind} ({info.api_version}) to prune it: {outcome}")
                 continue
             for obj in outcome:
+                observed[object_key(obj)] = obj
+    return observed, notes
+
+
+def observe_scoped(client: KubeClient, desired: Iterable[KubeObject], kinds: Iterable[KindInfo],
+                   control_plane: str, *, selector: str = "", workers: int = 8,
+                   lookup_limit: int = 2, namespace_limit: int = 8
+                   ) -> tuple[dict[Key, KubeObject], list[str]]:
+    """List only the objects of part of a control plane (one or a few reconcile units): each
+    kind of ``kinds`` and of ``desired`` with the label selector
+    ``konfig-control-plane=<control_plane>[,<selector>]``. A desired object not found that way
+    is looked up by name, so a name held by an object that is not Konfig's is still seen: one
+    GET per object when a kind misses at most ``lookup_limit`` objects (a change), else one
+    unselected list of that kind per namespace when they are in at most ``namespace_limit``
+    namespaces (a new domain), else one unselected list of the kind (a cold start). Returns objects by key (the unselected
+    reads add only objects whose key is desired) and notes on kinds that could not be listed.
+    Raises :class:`KubeError` when a desired kind cannot be read."""
+    desired = list(desired)
+    wanted_kinds = {client.kinds.of(obj) for obj in desired}
+    label = f"{LABEL_CONTROL_PLANE}={control_plane}" + (f",{selector}" if selector else "")
+    observed, notes = observe(client, (), {*kinds, *wanted_kinds}, control_plane,
+                              workers=workers, selector=label, required=wanted_kinds)
+    missing: dict[KindInfo, list[KubeObject]] = {}
+    for obj in desired:
+        if object_key(obj) not in observed:
+            missing.setdefault(client.kinds.of(obj), []).append(obj)
+    wanted = {object_key(o) for o in desired}
+
+    jobs: list[tuple[KindInfo, str | None, list[KubeObject]]] = []
+    for info, objs in missing.items():
+        namespaces = sorted({o["metadata"].get("namespace") or "" for o in objs})
+        if len(objs) <= lookup_limit:
+            jobs += [(info, None, [o]) for o in objs]
+        elif info.namespaced and len(namespaces) <= namespace_limit:
+            jobs += [(info, ns, []) for ns in namespaces]
+        else:
+            jobs.append((info, None, []))
+
+    def look(job: tuple[KindInfo, str | None, list[KubeObject]]) -> list[KubeObject]:
+        info, namespace, objs = job
+        if objs:
+            meta = objs[0]["metadata"]
+            found = client.get(info, meta.get("namespace"), meta["name"])
+            return [found] if found is not None else []
+        return [o for o in client.list(info, namespace=namespace) if object_key(o) in wanted]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for found in pool.map(look, jobs):
+            for obj in found:
                 observed[object_key(obj)] = obj
     return observed, notes
 
@@ -165,18 +217,30 @@ def execute(client: KubeClient, kube_plan: KubePlan, *, dry_run: bool = False,
         report.results += pool.map(lambda a: _delete(client, a), rest)
         failed_ns = {r.key[2] for r in report.results if r.action == FAILED and r.key[2]}
         for action in namespaces:
-            blocker = None if action.key[3] in failed_ns else _foreign_object_in(
-                client, action.key[3], action.obj["metadata"]["labels"][LABEL_CONTROL_PLANE])
-            if action.key[3] in failed_ns:
+            if action.key[3] in failed_ns:  # known only now: the plan expected it to go
                 report.results.append(ObjectResult(action.key, KEPT, action.obj,
                                                    "an object in it could not be deleted"))
-            elif blocker:
-                report.results.append(ObjectResult(action.key, KEPT, action.obj,
-                                                   f"holds {blocker}, which is not Konfig's"))
             else:
                 report.results.append(_delete(client, action))
     report.duration = time.monotonic() - started
     return report
+
+
+def settle_namespaces(client: KubeClient, kube_plan: KubePlan, control_plane: str) -> KubePlan:
+    """Decide, before anything is written, which planned Namespace deletions go ahead: a
+    namespace holding an object that is not this control plane's (and not being deleted) is
+    kept, since deleting it would delete that object. This reads the namespace across every
+    kind Konfig knows (one list per kind, only for namespaces the plan deletes), so a dry run
+    and a real run decide alike."""
+    actions = []
+    for action in kube_plan.actions:
+        if action.op == "delete" and action.key[1] == "Namespace" and action.key[0] == "":
+            blocker = _foreign_object_in(client, action.key[3], control_plane)
+            if blocker:
+                action = Action("keep", action.key, action.obj,
+                                f"holds {blocker}, which is not Konfig's", action.live)
+        actions.append(action)
+    return KubePlan(actions)
 
 
 def _foreign_object_in(client: KubeClient, namespace: str, control_plane: str) -> str | None:
@@ -238,8 +302,9 @@ def reconcile_objects(client: KubeClient, desired: Iterable[KubeObject], control
     desired_kinds = {client.kinds.of(obj) for obj in desired}
     other = [*prune_kinds(client), *extra_kinds] if prune else []
     observed, notes = observe(client, desired_kinds, other, control_plane, workers=workers)
-    kube_plan = plan(desired, observed, control_plane, prune=prune,
-                     system_namespace=system_namespace, read=read)
+    kube_plan = settle_namespaces(client, plan(desired, observed, control_plane, prune=prune,
+                                               system_namespace=system_namespace, read=read),
+                                  control_plane)
     report = execute(client, kube_plan, dry_run=dry_run, workers=workers)
     report.notes = notes + report.notes
     return report

@@ -23,7 +23,9 @@ from aiohttp import web
 
 from konfig.kube.client import KubeClient
 from konfig.kube.crds import GROUP, NAMES, VERSION
+from konfig.operator.cache import ResourceCache
 from konfig.operator.config import OperatorConfig
+from konfig.operator.leases import LeaseKeeper
 from konfig.operator.loop import ReconcileLoop
 from konfig.operator.metrics import Metrics
 from konfig.operator.reconciler import LogEvents, Reconciler
@@ -58,6 +60,14 @@ class KopfEvents:
             self.posted += 1
 
 
+def default_identity() -> str:
+    """This replica's name: ``$POD_NAME`` (the chart sets it), else host name and pid."""
+    import os
+    import socket
+
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def connection_info(client: KubeClient, default_namespace: str) -> kopf.ConnectionInfo:
     """kopf's credentials from the kubernetes client's configuration (same cluster, same
     identity: kubeconfig, in-cluster service account or a bare sandbox URL)."""
@@ -89,9 +99,22 @@ class Operator:
                                                    pool_size=config.workers * 2)
         self.metrics = Metrics()
         self.events = KopfEvents()
+        self.cache = ResourceCache()
         self.reconciler = Reconciler(self.client, config, events=self.events,
-                                     metrics=self.metrics, gitlab_reconcile=gitlab_reconcile)
+                                     metrics=self.metrics, gitlab_reconcile=gitlab_reconcile,
+                                     cache=self.cache)
         self.loop = ReconcileLoop(self.reconciler, config)
+        self.leases: LeaseKeeper | None = None
+        if config.leases:
+            self.leases = LeaseKeeper(
+                self.client, config.system_namespace, config.identity or default_identity(),
+                duration=config.lease_duration,
+                on_acquired=lambda unit: self.loop.mark_dirty(f"took unit {unit}", units=[unit]),
+                busy=lambda: self.loop.in_flight)
+            self.loop.owns = self.leases.owns
+            self.reconciler.owns = self.leases.owns
+            self.loop.holds = self.leases.holds
+        self._lease_task: asyncio.Task | None = None
         self.health_port: int | None = None
         self.metrics_port: int | None = None
         self._task: asyncio.Task | None = None
@@ -123,6 +146,7 @@ class Operator:
             @kopf.on.event(GROUP, VERSION, names.plural, registry=registry, id=f"watch-{kind}")
             async def changed(event: dict[str, Any], body: Any, **_: Any) -> None:
                 operator.events.capture()
+                operator.cache.event(event.get("type"), dict(body))
                 operator.loop.observe(event.get("type"), dict(body))
 
         return registry
@@ -137,6 +161,10 @@ class Operator:
     # -- background: the loop, probes, metrics ---------------------------------------------------
 
     async def start_background(self) -> None:
+        if self.leases is not None:
+            await asyncio.to_thread(self.reconciler.refresh_index)
+            await asyncio.to_thread(self.leases.tick, self.reconciler.index.units())
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="konfig leases")
         self._task = asyncio.create_task(self.loop.run(), name="konfig reconciler")
         if self.config.health_port is not None:
             app = web.Application()
@@ -157,13 +185,28 @@ class Operator:
         server = site._server  # aiohttp keeps the listening sockets there
         return server.sockets[0].getsockname()[1] if server and server.sockets else port
 
-    async def stop_background(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def _keep_leases(self) -> None:
+        """Renew, take and give back unit Leases every third of their duration."""
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.leases.renew_every)
             try:
-                await self._task
+                await asyncio.to_thread(self.leases.tick, self.reconciler.index.units())
+            except Exception:  # noqa: BLE001 - never let the keeper die: owns() turns false
+                log.exception("lease round failed")
+            self.metrics.units_owned.set(len(self.leases.owned()))
+
+    async def stop_background(self) -> None:
+        for task in (self._task, self._lease_task):
+            if task is None:
+                continue
+            task.cancel()
+            try:
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
+        if self.leases is not None:  # hand the units over at once (rolling updates)
+            await asyncio.to_thread(self.leases.release_all)
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()

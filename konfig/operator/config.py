@@ -12,7 +12,8 @@ class OperatorConfig:
     """Everything the operator needs. Times are in seconds.
 
     * ``gitlab_url``/``gitlab_token``: the GitLab instance (``None`` URL: GitLab sync off);
-      ``gitlab_retry_attempts`` bounds the retries of one GitLab request.
+      ``gitlab_retry_attempts`` bounds the retries of one GitLab request;
+      ``gitlab_requests_per_minute`` is the GitLab request budget (0: none).
     * ``resync_interval``: every object is reconciled this often even without changes (drift
       repair), spread by ``resync_jitter`` (a fraction: 0.1 = up to 10% earlier or later);
       every ``gitlab_full_every``-th resync reads GitLab at full depth, the others read its
@@ -26,11 +27,15 @@ class OperatorConfig:
       service account, else the kubeconfig); ``server`` is a bare URL (the sandbox).
     * ``health_port``/``metrics_port``: ``None`` to disable, 0 for an ephemeral port.
     * ``standalone``/``peering``: kopf peering (one active operator among replicas).
+    * ``leases``: share the reconcile units with other replicas through one Lease per unit
+      (:mod:`konfig.operator.leases`), ``lease_duration`` seconds each; ``identity`` names
+      this replica (default: ``$POD_NAME``, else the host name and process id).
     """
 
     gitlab_url: str | None = None
     gitlab_token: str | None = field(default=None, repr=False)
     gitlab_retry_attempts: int = 8
+    gitlab_requests_per_minute: int = 2000
     system_namespace: str = SYSTEM_NAMESPACE
     resync_interval: float = 600.0
     resync_jitter: float = 0.1
@@ -50,3 +55,6 @@ class OperatorConfig:
     kubeconfig: str | None = None
     context: str | None = None
     server: str | None = None
+    leases: bool = False
+    lease_duration: float = 15.0
+    identity: str | None = None

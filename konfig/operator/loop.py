@@ -1,9 +1,14 @@
-"""The single reconciler loop: coalesces changes, resyncs periodically, backs off on failure.
+"""The reconciler loop: a queue of reconcile units (:mod:`.units`), coalescing changes,
+resyncing each unit over the interval, backing off per unit.
 
-Watch handlers only call :meth:`ReconcileLoop.observe` (or :meth:`mark_dirty`); one asyncio task
-runs :meth:`ReconcileLoop.run`, which waits for a change, a resync (jittered), a requeue
-(children not ready yet) or a retry (backoff after a failure), waits ``debounce`` seconds so a
-burst of changes becomes one pass, and runs the blocking pass in a worker thread.
+Watch handlers only call :meth:`ReconcileLoop.observe` (or :meth:`mark_dirty`), which marks
+the units a change affects (:func:`.units.affected`); one asyncio task runs
+:meth:`ReconcileLoop.run`, which waits for a change, or for a unit's resync, requeue (children
+not ready yet) or retry (its own backoff after a failure) to fall due, waits ``debounce``
+seconds so a burst of changes becomes one pass, and runs the blocking pass over the due units
+in a worker thread (the reconciler works on them in parallel, ``workers`` at most). Each
+unit's resync falls at its own phase of the interval, so the periodic resync walks the units
+instead of reading everything at once.
 
 The operator's own writes must not start passes: a status or finalizer write does not change
 ``metadata.generation``, and each pass records the generation (and deletion state) it saw of
@@ -17,12 +22,16 @@ import logging
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from konfig.operator.config import OperatorConfig
+from konfig.operator.outcome import Retry, Waiting
 from konfig.operator.reconciler import PassResult, Reconciler
+from konfig.operator.units import affected
 
 log = logging.getLogger("konfig.operator")
+#: Queue key of a pass over every unit (a pass that failed before it knew the units).
+ALL = "*"
 
 
 def backoff(attempt: int, initial: float, maximum: float) -> float:
@@ -40,15 +49,26 @@ def jittered(interval: float, fraction: float) -> float:
 class ReconcileLoop:
     """Drives a :class:`Reconciler`. Create and run it inside the operator's event loop;
     :meth:`mark_dirty` and :meth:`observe` are safe from that loop (watch handlers) and, via
-    ``call_soon_threadsafe``, from other threads."""
+    ``call_soon_threadsafe``, from other threads.
 
-    def __init__(self, reconciler: Reconciler, config: OperatorConfig) -> None:
+    ``owns(unit)`` (the lease keeper, :mod:`.leases`, when several replicas share the units)
+    tells whether this replica may reconcile a unit; units it does not own are skipped."""
+
+    def __init__(self, reconciler: Reconciler, config: OperatorConfig,
+                 owns: Callable[[str], bool] | None = None,
+                 holds: Callable[[str], bool] | None = None) -> None:
         self.reconciler = reconciler
         self.config = config
+        self.owns = owns
+        #: Whether this replica is the recorded holder of a unit even if its Lease is not
+        #: fresh right now: such a unit is tried again shortly instead of being dropped.
+        self.holds = holds
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dirty = False
+        self._dirty_units: set[str] | None = set()  # None: every unit
         self._seen: dict[str, tuple[Any, bool]] = {}
+        self._bodies: dict[str, dict[str, Any]] = {}  # uid -> last spec seen (for affected())
         self._seen_lock = threading.Lock()
         self.reasons: list[str] = []
         self.changes = 0  #: change signals received (burst detection)
@@ -57,14 +77,19 @@ class ReconcileLoop:
         self.started = False
         self.first_pass_done: asyncio.Event | None = None  # made in run()
         self.last_beat = time.monotonic()
-        self._failures = 0
-        self._requeue_delay = config.requeue_initial
+        self._due: dict[str, tuple[float, str]] = {}  # unit -> (monotonic time, trigger)
+        self._failures: dict[str, int] = {}
+        self._requeue_delay: dict[str, float] = {}
+        self._resync_at: dict[str, float] = {}
+        #: Units of the pass running now (``None``: every unit), for the lease keeper.
+        self.in_flight: set[str] = set()
 
     # -- signals from watch handlers -----------------------------------------------------------
 
     def observe(self, event_type: str | None, body: dict[str, Any]) -> None:
-        """A watch event about a Konfig resource: mark dirty unless the last pass already saw
-        this generation and deletion state of it (the operator's own writes)."""
+        """A watch event about a Konfig resource: mark the units it affects, unless the last
+        pass already saw this generation and deletion state of it (the operator's own
+        writes)."""
         meta = body.get("metadata") or {}
         uid = meta.get("uid")
         state = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
@@ -76,15 +101,33 @@ class ReconcileLoop:
             elif uid and (self._seen.get(uid) == state
                           or self._seen.get(uid, (None,))[0] == "released"):
                 return
+            before = self._bodies.get(uid)
+            after = None if event_type == "DELETED" else {"spec": body.get("spec") or {}}
+            if uid:
+                if after is None:
+                    self._bodies.pop(uid, None)
+                else:
+                    self._bodies[uid] = after
+        index = self.reconciler.index
+        if body.get("kind") == "Domain" and after is not None:
+            index.domains.add(str(meta.get("name")))  # a new unit, before any pass saw it
+        units = affected(index, str(body.get("kind")), str(meta.get("name")),
+                         before, after or before)
         self.mark_dirty(f"{event_type or 'LISTED'} {body.get('kind')} "
-                        f"{meta.get('namespace')}/{meta.get('name')}")
+                        f"{meta.get('namespace')}/{meta.get('name')}", units=units)
 
-    def mark_dirty(self, reason: str) -> None:
-        """Ask for a pass soon (coalesced with other requests)."""
+    def mark_dirty(self, reason: str, units: Iterable[str] | None = None) -> None:
+        """Ask for a pass soon over ``units`` (every unit when ``None``), coalesced with other
+        requests."""
         if self._loop is not None and _running_loop() is not self._loop:
-            self._loop.call_soon_threadsafe(self.mark_dirty, reason)
+            units = None if units is None else set(units)
+            self._loop.call_soon_threadsafe(lambda: self.mark_dirty(reason, units))
             return
         self._dirty = True
+        if units is None or self._dirty_units is None:
+            self._dirty_units = None
+        else:
+            self._dirty_units |= set(units)
         self.changes += 1
         self.reasons.append(reason)
         del self.reasons[:-50]
@@ -94,11 +137,14 @@ class ReconcileLoop:
     def remember(self, resources: list[dict[str, Any]]) -> None:
         """Record what a pass read, before it writes anything (called from its thread)."""
         seen = {}
+        bodies = {}
         for r in resources:
             meta = r["metadata"]
             seen[meta.get("uid")] = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
+            bodies[meta.get("uid")] = {"spec": r.get("spec") or {}}
         with self._seen_lock:
             self._seen = seen
+            self._bodies = bodies
 
     def saw(self, resources: list[dict[str, Any]]) -> bool:
         """Whether the last pass read exactly these resources at these generations (so its
@@ -116,22 +162,30 @@ class ReconcileLoop:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    @property
+    def queue_depth(self) -> int:
+        """Units due now and not started."""
+        now = time.monotonic()
+        due = sum(1 for when, _ in self._due.values() if when <= now)
+        dirty = (len(self.reconciler.index.units()) if self._dirty_units is None
+                 else len(self._dirty_units)) if self._dirty else 0
+        return due + dirty
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run passes until cancelled (or ``stop`` is set). Never raises for a failed pass."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self.first_pass_done = asyncio.Event()
         self.started = True
-        trigger: str | None = "startup"
         await asyncio.sleep(self.config.debounce)
-        next_resync = time.monotonic() + jittered(self.config.resync_interval,
-                                                  self.config.resync_jitter)
-        requeue_at: float | None = None
+        trigger: str | None = "startup"
+        batch: list[str] | None = None  # None: every unit
         while stop is None or not stop.is_set():
             self.last_beat = time.monotonic()
             if trigger is None:
-                deadline = min(next_resync, requeue_at if requeue_at is not None else next_resync)
                 if not self._dirty:
+                    deadline = min((when for when, _ in self._due.values()),
+                                   default=time.monotonic() + self.config.resync_interval)
                     self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(),
@@ -140,30 +194,71 @@ class ReconcileLoop:
                         pass
                 if stop is not None and stop.is_set():
                     return
-                now = time.monotonic()
-                if self._dirty:
-                    trigger = "change"
-                    await self._quiet()  # let the burst (konfig apply, say) finish
-                elif now >= next_resync:
-                    trigger = "resync"
-                elif requeue_at is not None and now >= requeue_at:
-                    trigger = "retry" if self._failures else "requeue"
-                else:
+                trigger, batch = await self._next_batch()
+                if trigger is None:
                     continue
             self._dirty = False
+            if self.owns is not None:  # several replicas: only the units we hold a Lease of
+                wanted = batch if batch is not None else self.reconciler.index.units()
+                batch = [u for u in wanted if self.owns(u)]
+                later = time.monotonic() + max(0.2, self.config.lease_duration / 3)
+                for unit in wanted:
+                    if unit not in batch and self.holds is not None and self.holds(unit):
+                        self._due[unit] = (later, trigger if trigger != "startup" else "retry")
+                if not batch:
+                    self.first_pass_done.set()
+                    trigger = None
+                    continue
+            self.reconciler.metrics.queue_depth.set(self.queue_depth)
+            log.debug("pass (%s) over %s", trigger, "every unit" if batch is None else batch)
             self.busy = True
+            self.in_flight = set(batch if batch is not None else self.reconciler.index.units())
             try:
-                result = await asyncio.to_thread(self._pass, trigger)
+                result = await asyncio.to_thread(self._pass, trigger, batch)
             finally:
                 self.busy = False
+                self.in_flight = set()
             self.passes.append(result)
             del self.passes[:-200]
-            if trigger in ("startup", "resync"):
-                next_resync = time.monotonic() + jittered(self.config.resync_interval,
-                                                          self.config.resync_jitter)
-            requeue_at = self._next_requeue(trigger, result)
+            self._schedule(trigger, result)
             self.first_pass_done.set()
-            trigger = None
+            trigger, batch = None, None
+
+    async def _next_batch(self) -> tuple[str | None, list[str] | None]:
+        """The trigger and units of the next pass (``(None, None)``: nothing due yet)."""
+        if self._dirty:
+            await self._quiet()  # let the burst (konfig apply, say) finish
+            units = self._dirty_units
+            self._dirty_units = set()
+            if units is None:
+                for unit in list(self._due):
+                    if self._due[unit][1] != "resync":
+                        del self._due[unit]
+                return "change", None
+            now = time.monotonic()
+            due = {u for u, (when, _) in self._due.items() if when <= now}
+            for unit in units | due:
+                self._pop_due(unit)
+            return "change", sorted(units | due)
+        now = time.monotonic()
+        due = sorted(u for u, (when, _) in self._due.items() if when <= now)
+        if not due:
+            return None, None
+        triggers = {self._due[u][1] for u in due}
+        for unit in due:
+            self._pop_due(unit)
+        if ALL in due:
+            return "retry", None
+        for name in ("resync", "retry", "requeue"):
+            if name in triggers:
+                return name, due
+        return "requeue", due
+
+    def _pop_due(self, unit: str) -> None:
+        """Take ``unit`` off the queue; its resync stays planned unless that is what is due."""
+        entry = self._due.pop(unit, None)
+        if entry is not None and entry[1] != "resync" and unit in self._resync_at:
+            self._due[unit] = (self._resync_at[unit], "resync")
 
     async def _quiet(self) -> None:
         """Wait until no change arrived for ``debounce`` seconds (at most 20 debounces), so
@@ -175,27 +270,61 @@ class ReconcileLoop:
             if self.changes == seen:
                 return
 
-    def _pass(self, trigger: str) -> PassResult:
+    def _pass(self, trigger: str, units: list[str] | None) -> PassResult:
         self.reconciler.on_read = self.remember
         self.reconciler.on_release = self.released
-        return self.reconciler.reconcile(trigger)
+        return self.reconciler.reconcile(trigger, units)
 
-    def _next_requeue(self, trigger: str, result: PassResult) -> float | None:
+    def _schedule(self, trigger: str, result: PassResult) -> None:
+        """Plan each unit's next pass from its outcome: a retry with the unit's own backoff,
+        a requeue (doubling) while it waits, else its next resync."""
         now = time.monotonic()
-        if trigger == "change":
-            self._requeue_delay = self.config.requeue_initial
-        if result.failed:
-            self._failures += 1
-            delay = backoff(self._failures, self.config.retry_initial, self.config.retry_max)
-            log.info("pass failed (%s); retrying in %.1fs", result.error or "see status", delay)
-            return now + delay
-        self._failures = 0
-        if result.not_ready or result.waiting:
-            delay = self._requeue_delay
-            self._requeue_delay = min(self._requeue_delay * 2, self.config.requeue_max)
-            return now + delay
-        self._requeue_delay = self.config.requeue_initial
-        return None
+        units = self.reconciler.index.units()
+        interval = self.config.resync_interval
+        for i, unit in enumerate(units):  # new units get a resync phase of their own
+            if unit not in self._resync_at or trigger in ("startup",):
+                phase = interval * (i + 1) / max(1, len(units))
+                self._resync_at[unit] = now + jittered(phase, self.config.resync_jitter)
+        for unit in [u for u in self._resync_at if u not in units]:
+            self._resync_at.pop(unit)
+            self._due.pop(unit, None)
+        log.debug("outcomes: %s", {u.unit: type(u.outcome).__name__ for u in result.units.values()})
+        for unit, outcome in ((u.unit, u.outcome) for u in result.units.values()):
+            if trigger == "resync" and unit in self._resync_at:
+                self._resync_at[unit] = now + jittered(interval, self.config.resync_jitter)
+            if trigger == "change":
+                self._requeue_delay[unit] = self.config.requeue_initial
+            if isinstance(outcome, Retry):
+                failures = self._failures.get(unit, 0) + 1
+                self._failures[unit] = failures
+                delay = outcome.delay if outcome.delay is not None else backoff(
+                    failures, self.config.retry_initial, self.config.retry_max)
+                log.info("unit %s failed (%s); retrying in %.1fs", unit, outcome.reason, delay)
+                self._due[unit] = (now + delay, "retry")
+                continue
+            self._failures.pop(unit, None)
+            if isinstance(outcome, Waiting):
+                delay = self._requeue_delay.get(unit, self.config.requeue_initial)
+                self._requeue_delay[unit] = min(delay * 2, self.config.requeue_max)
+                self._due[unit] = (now + delay, "requeue")
+                continue
+            self._requeue_delay[unit] = self.config.requeue_initial
+            if unit in self._resync_at:
+                self._due[unit] = (self._resync_at[unit], "resync")
+        for unit in units:
+            self._due.setdefault(unit, (self._resync_at[unit], "resync"))
+        if result.failed and not result.units:  # failed before it knew its units: all again
+            failures = self._failures.get(ALL, 0) + 1
+            self._failures[ALL] = failures
+            self._due[ALL] = (now + backoff(failures, self.config.retry_initial,
+                                            self.config.retry_max), "retry")
+        else:
+            self._failures.pop(ALL, None)
+
+    @property
+    def settled(self) -> bool:
+        """Idle, and no unit waits for a requeue or retry (only resyncs are planned)."""
+        return self.idle and all(trigger == "resync" for _, trigger in list(self._due.values()))
 
     @property
     def idle(self) -> bool:

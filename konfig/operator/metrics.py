@@ -6,6 +6,8 @@ Names follow https://prometheus.io/docs/practices/naming/ (base units, ``_total`
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -48,6 +50,33 @@ class Metrics:
             "konfig_last_successful_reconcile_timestamp_seconds",
             "Unix time of the last pass that completed without failures.",
             registry=self.registry)
+
+        self.unit_duration = Histogram(
+            "konfig_unit_reconcile_duration_seconds",
+            "Duration of one reconcile unit's part of a pass (observe, plan, apply).",
+            ["unit"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry)
+        self.unit_outcomes = Counter(
+            "konfig_unit_reconciles_total", "Unit passes, by unit and outcome.",
+            ["unit", "outcome"], registry=self.registry)
+        self.unit_last_success = Gauge(
+            "konfig_unit_last_success_timestamp_seconds",
+            "Unix time of the unit's last pass that ended Ready or Waiting.",
+            ["unit"], registry=self.registry)
+        self.queue_depth = Gauge(
+            "konfig_queue_depth", "Units due for a pass and not started yet.",
+            registry=self.registry)
+        self.units_owned = Gauge(
+            "konfig_units_owned", "Units this replica holds the lease of.",
+            registry=self.registry)
+
+    def observe_unit(self, unit: str, outcome: object, duration: float) -> None:
+        """Record one unit's pass (``outcome`` one of :mod:`konfig.operator.outcome`)."""
+        name = type(outcome).__name__.lower()
+        self.unit_outcomes.labels(unit, name).inc()
+        self.unit_duration.labels(unit).observe(duration)
+        if name in ("ready", "waiting"):
+            self.unit_last_success.labels(unit).set(time.time())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

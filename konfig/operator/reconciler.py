@@ -1,21 +1,25 @@
-"""One reconcile pass of a whole control plane, synchronous and independent of kopf.
+"""The executor of a reconcile pass over some reconcile units (:mod:`.units`), synchronous and
+independent of kopf. What to write is decided by the pure :mod:`.decide`; this module reads,
+applies and writes.
 
-A pass reads every Konfig custom resource, builds the definitions
-(:mod:`konfig.operator.cluster`), and then:
+A pass reads the Konfig custom resources, builds the definitions of the units' scope
+(:func:`.units.scope`, :mod:`.cluster`), and then:
 
-1. invalid definitions: every resource gets ``Stalled=True`` with the problems, an Event, and
-   *nothing is applied* (a partial desired state would prune what the invalid definitions
-   stand for);
-2. otherwise: compile (cached while the resources are unchanged), apply the children with
-   ownerReferences and prune what is no longer desired (:mod:`konfig.kube.sync`), sync GitLab
-   (:func:`konfig.gitlab.reconcile`; failures are reported and retried, they never hold the
-   cluster side back), remove expired break-glass grants on resyncs;
-3. write each resource's status (only when it changed) and Events for every change and failure;
-4. release the finalizer of each resource being deleted once its children are pruned (stateless
-   ones deleted, abandon-annotated ones abandoned) and, for groups, GitLab archived its projects.
+1. no valid ControlPlane: every resource of the units gets ``Stalled=True`` with the problems
+   and *nothing is applied*;
+2. otherwise: resources that are invalid, or below an invalid one, are *held*: Stalled, and
+   their objects kept as they are (never pruned); the rest is compiled (cached per unit while
+   its scope is unchanged), and each unit's objects are observed (only that unit's, by label),
+   applied with ownerReferences and pruned (:mod:`konfig.kube.sync`), units in parallel, a
+   failing unit never holding back the others; GitLab is synced (failures are reported and
+   retried, they never hold the cluster side back); expired break-glass grants are removed on
+   full passes;
+3. each resource of the units gets its status (only when it changed) and Events;
+4. the finalizer of each resource being deleted is released once its children are pruned and,
+   for groups, GitLab archived its projects.
 
-A ControlPlane being deleted tears everything down the same way. :class:`PassResult` tells the
-caller when to look again (children not ready yet, a failure to retry).
+A ControlPlane being deleted tears everything down. :class:`PassResult` holds each unit's
+outcome (:mod:`.outcome`), from which the loop schedules the unit's next pass.
 """
 
 from __future__ import annotations
@@ -26,44 +30,65 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from konfig.compile import compile_definitions
-from konfig.kube.facts import observe_facts
 from konfig.pipeline import desired_state
-from konfig.compile.state import DesiredState, GitLabTree
+from konfig.compile.context import CompileFacts
+from konfig.compile.state import LABEL_DOMAIN, DesiredState, GitLabTree, KubeObject, object_key
 from konfig.definitions import Definitions
-from konfig.errors import DefinitionError
+from konfig.errors import DefinitionError, Problem
 from konfig.kube.client import KubeClient, KubeError
+from konfig.kube.diff import is_konfigs, plan
+from konfig.kube.facts import observe_facts
+from konfig.kube.kinds import KindInfo
 from konfig.kube.owners import Ref, responsible, with_owner
 from konfig.kube.sync import (
-    CONFLICT,
     CREATED,
     DELETED,
-    FAILED,
     KEPT,
     UPDATED,
     KubeReport,
+    execute,
+    observe_scoped,
+    prune_kinds,
     reconcile_objects,
+    settle_namespaces,
 )
 from konfig.model import API_VERSION
-from konfig.operator.cluster import KINDS, ClusterView, build_view, describe_problem
+from konfig.operator.cluster import MAX_ROUNDS, KINDS, ClusterView, build_view
+from konfig.operator.cache import ResourceCache
 from konfig.operator.config import OperatorConfig
+from konfig.operator.decide import (
+    change_events,
+    children_of,
+    stalled_verdicts,
+    template_usage,
+    unit_outcome,
+    verdict,
+)
 from konfig.operator.metrics import Metrics
+from konfig.operator.outcome import Outcome, Retry, Stalled
 from konfig.operator.status import (
     Children,
     Verdict,
-    child_readiness,
     now_rfc3339,
     ready_transition,
     status_patch,
-    verdict_for,
     verdict_progressing,
-    verdict_ready,
-    verdict_stalled,
+)
+from konfig.operator.units import (
+    CONTROL_PLANE,
+    UnitIndex,
+    domain_of_unit,
+    scope,
+    unit_of_object,
+    unit_of_resource,
 )
 
 log = logging.getLogger("konfig.operator")
+#: A unit's report when its Lease was lost before its writes (another replica has it now).
+LOST = "lost its lease"
 
 #: Finalizer on every Konfig resource: deletion waits until its children are pruned.
 FINALIZER = "konfig.dev/finalizer"
@@ -88,11 +113,22 @@ class LogEvents:
 
 
 @dataclass
+class UnitResult:
+    """One unit's part of a pass: its :mod:`outcome <.outcome>`, duration (seconds) and the
+    Kubernetes adapter's report."""
+
+    unit: str
+    outcome: Outcome
+    duration: float = 0.0
+    kube: KubeReport | None = None
+
+
+@dataclass
 class PassResult:
-    """Outcome of :meth:`Reconciler.reconcile`. ``requeue_after`` (seconds) when the pass
-    should be followed soon (children not ready, something waiting); ``failed`` when a
-    temporary failure should be retried with backoff; ``stalled`` when the definitions are
-    invalid (only a change helps)."""
+    """Outcome of :meth:`Reconciler.reconcile`. ``units`` holds each reconciled unit's
+    :class:`UnitResult`; ``failed`` when a temporary failure should be retried with backoff,
+    ``stalled`` when definitions are invalid (only a change helps), ``not_ready``/``waiting``
+    when the pass should be followed soon."""
 
     trigger: str
     duration: float = 0.0
@@ -106,6 +142,7 @@ class PassResult:
     gitlab_ran: bool = False
     status_writes: int = 0
     resources: int = 0
+    units: dict[str, UnitResult] = field(default_factory=dict)
 
     @property
     def settled(self) -> bool:
@@ -116,30 +153,43 @@ class PassResult:
 @dataclass
 class _GitLabState:
     tree_key: int | None = None  # hash of the tree last synced without failure
+    tree: GitLabTree | None = None  # the last whole tree compiled
     failed: bool = False
     last_report: Any = None
     errors: dict[Ref, str] = field(default_factory=dict)
 
 
 class Reconciler:
-    """Reconciles one control-plane cluster. ``reconcile(trigger)`` runs one pass; calls must
-    not overlap (the operator's loop runs them one at a time)."""
+    """Reconciles one control-plane cluster. ``reconcile(trigger, units)`` runs one pass over
+    the given units (all when ``None``); calls must not overlap (the loop runs them one at a
+    time)."""
 
     def __init__(self, client: KubeClient, config: OperatorConfig, *,
                  events: EventSink | None = None, metrics: Metrics | None = None,
                  gitlab_reconcile: Callable[..., Any] | None = None,
-                 expire_grants: Callable[..., Any] | None = None) -> None:
+                 expire_grants: Callable[..., Any] | None = None,
+                 cache: ResourceCache | None = None) -> None:
         self.client = client
+        #: The watch's copy of the custom resources (the operator feeds it); without one,
+        #: every pass lists them.
+        self.cache = cache
         self.config = config
         self.events = events or LogEvents()
         self.metrics = metrics or Metrics()
         self._gitlab_reconcile = gitlab_reconcile
         self._gitlab_client = None
         self._expire_grants = expire_grants
-        self._compiled: tuple[tuple, DesiredState] | None = None
+        self._compiled: dict[frozenset, tuple[tuple, DesiredState, tuple[Problem, ...]]] = {}
+        self._control_plane = ""
         self._models: dict[tuple, Any] = {}  # parsed definitions, by resource and generation
+        #: Each resource's last definition that was valid and applied: a held resource renders
+        #: as it (docs/operator.md, Isolation). In memory: after a restart a held resource's
+        #: own objects are still kept, its part of shared objects is not.
+        self._last_good: dict[Ref, Any] = {}
         self._gitlab = _GitLabState()
+        self._inventory: dict[str, set[KindInfo]] = {}  # unit -> kinds it had objects of
         self._lock = threading.Lock()
+        self.index = UnitIndex()
         self.resyncs = 0
         self.passes = 0
         self.last: PassResult | None = None
@@ -147,20 +197,27 @@ class Reconciler:
         self.on_read: Callable[[list[dict[str, Any]]], None] | None = None
         #: Called with the uid of each resource whose finalizer a pass released.
         self.on_release: Callable[[str], None] | None = None
+        #: Whether this replica still holds a unit's Lease (several replicas): checked before
+        #: a unit's writes and status, so a unit handed over mid-pass is not written twice.
+        self.owns: Callable[[str], bool] | None = None
 
     # -- the pass ----------------------------------------------------------------------------
 
-    def reconcile(self, trigger: str = "change") -> PassResult:
-        """One pass (see module doc). ``trigger``: ``startup``, ``change``, ``resync``,
-        ``requeue`` or ``retry``; GitLab is synced on all but ``requeue``. Never raises for
-        cluster or GitLab failures: they are in the result (``failed``)."""
+    def reconcile(self, trigger: str = "change", units: Iterable[str] | None = None
+                  ) -> PassResult:
+        """One pass (see module doc) over ``units`` (every unit when ``None``). ``trigger``:
+        ``startup``, ``change``, ``resync``, ``requeue`` or ``retry``; startup and resync passes
+        read every kind for pruning, GitLab is synced on all but ``requeue``. Never raises for
+        cluster or GitLab failures: they are in the result (``failed``, and each unit's
+        outcome)."""
         started = time.monotonic()
         result = PassResult(trigger)
         self.passes += 1
         if trigger == "resync":
             self.resyncs += 1
+        wanted = None if units is None else set(units)
         try:
-            self._pass(result)
+            self._pass(result, wanted)
         except KubeError as err:
             result.failed, result.error = True, f"cluster: {err}"
             self.metrics.errors.labels("kube").inc()
@@ -169,59 +226,200 @@ class Reconciler:
             result.failed, result.error = True, f"{type(err).__name__}: {err}"
             self.metrics.errors.labels("internal").inc()
             log.exception("reconcile crashed; retrying with backoff")
+        if result.error:
+            for unit in (wanted if wanted is not None else self.index.units()):
+                if unit not in result.units:
+                    result.units[unit] = UnitResult(unit, Retry(result.error))
         result.duration = time.monotonic() - started
         outcome = "stalled" if result.stalled else "failed" if result.failed else "ok"
         self.metrics.reconciles.labels(trigger, outcome).inc()
         self.metrics.duration.observe(result.duration)
+        for unit in result.units.values():
+            self.metrics.observe_unit(unit.unit, unit.outcome, unit.duration)
         if outcome == "ok":
             self.metrics.last_success.set(time.time())
         self.last = result
         return result
 
-    def _pass(self, result: PassResult) -> None:
-        resources = self._read_resources()
+    def _pass(self, result: PassResult, wanted: set[str] | None) -> None:
+        if self.cache is not None and self.cache.primed and result.trigger not in (
+                "startup", "resync"):
+            resources = self.cache.items()
+        else:
+            if self.cache is not None:
+                self.cache.begin()
+            resources = self._read_resources()
+            if self.cache is not None:
+                self.cache.replace(resources)
+                resources = self.cache.items()
         result.resources = len(resources)
         if self.on_read is not None:
             self.on_read(resources)
-        view = build_view(resources, system_namespace=self.config.system_namespace,
-                          library=self._library(), cache=self._models)
-        self._models = {k: v for k, v in self._models.items()
-                        if k[0] in view.resources}  # forget what is gone
-        if not view.resources:
+        self.index = UnitIndex.of(resources)
+        if not resources:
             return  # nothing defined yet: nothing to do, nothing to prune
-        self._ensure_finalizers(view)
+        every = self.index.units()
+        units = every if wanted is None else [u for u in every if u in wanted]
+        scoped = scope(resources, units)
+        view = build_view(scoped, system_namespace=self.config.system_namespace,
+                          library=self._library(), cache=self._models,
+                          last_good=self._last_good)
+        if wanted is None:
+            self._models = {k: v for k, v in self._models.items()
+                            if k[0] in view.resources}  # forget what is gone
+        system = self.config.system_namespace
+        mine = [ref for ref, r in view.resources.items() if unit_of_resource(ref, r) in units]
+        self._ensure_finalizers(view, mine)
         if view.control_plane_deleting:
             self._teardown(view, result)
             return
-        if view.control_plane is None or not view.valid:
-            self._stall(view, result)
+        if view.control_plane is None or not view.renderable:
+            self._stall(view, mine, result)
+            for unit in units:
+                result.units[unit] = UnitResult(unit, Stalled(tuple(view.problems)))
+            return
+        view, state = self._compile(view, scoped, units)
+        if state is None:
+            self._stall(view, mine, result)
+            for unit in units:
+                result.units[unit] = UnitResult(unit, Stalled(tuple(view.problems)))
             return
         assert view.definitions is not None
-        try:
-            state = self._compile(view)
-        except DefinitionError as err:
-            view.problems = list(err.problems)
-            self._stall(view, result)
-            return
+        self._control_plane = state.control_plane
         uids = {ref: r["metadata"]["uid"] for ref, r in view.resources.items()
                 if ref not in view.deleting}
-        desired = [with_owner(o, uids, self.config.system_namespace) for o in state.kubernetes]
-        read = set(view.resources)
-        kube = reconcile_objects(self.client, desired, state.control_plane,
-                                 workers=self.config.workers,
-                                 system_namespace=self.config.system_namespace,
-                                 read=lambda live: responsible(live, self.config.system_namespace)
-                                 in read)
+        read = {ref for ref in view.resources if ref not in view.held or ref in view.kept}
+        by_unit: dict[str, list[KubeObject]] = {u: [] for u in units}
+        for obj in state.kubernetes:
+            unit = unit_of_object(obj)
+            if unit in by_unit:
+                by_unit[unit].append(with_owner(obj, uids, system))
+        full = result.trigger in ("startup", "resync")
+        reports = self._sync_units(by_unit, read, full)
+        kube = KubeReport(results=[r for rep in reports.values() if isinstance(rep, KubeReport)
+                                   for r in rep.results],
+                          notes=[n for rep in reports.values() if isinstance(rep, KubeReport)
+                                 for n in rep.notes])
         result.kube = kube
         self._count(kube)
-        if result.trigger != "requeue" or self._gitlab.failed:
-            self._sync_gitlab(state.gitlab, result)
-        if result.trigger in ("startup", "resync"):
+        if CONTROL_PLANE in units:
+            self._gitlab.tree = state.gitlab
+        tree = self._gitlab_tree(state.gitlab, units)
+        if tree is not None and (result.trigger != "requeue" or self._gitlab.failed) and (
+                full or self._gitlab.failed or self._gitlab.tree_key != hash(tree)):
+            only = None if CONTROL_PLANE in units or full else {
+                d for u in units if (d := domain_of_unit(u))}
+            self._sync_gitlab(tree, result, domains=only)
+        if full:
             self._remove_expired_grants()
-        self._write_statuses(view, state, kube, result)
-        self._release_finalizers(view, kube)
-        result.failed = result.failed or not kube.ok or self._gitlab.failed
-        result.waiting = kube.waiting or bool(view.deleting)
+        children, not_ready = children_of(kube, system)
+        result.not_ready = not_ready
+        self.metrics.not_ready.set(not_ready)
+        if wanted is None:
+            self.metrics.managed.set(len(state.kubernetes))
+        lost = {u for u, rep in reports.items() if rep is LOST}
+        mine = [ref for ref in mine if unit_of_resource(ref, view.resources[ref]) not in lost
+                and (self.owns is None or self.owns(unit_of_resource(ref, view.resources[ref])))]
+        self._write_statuses(view, mine, children, kube, result)
+        self._release_finalizers(view, kube, scope_refs=set(mine))
+        for ref in mine:  # what applied now is the last good of each valid resource
+            if ref in view.deleting:
+                self._last_good.pop(ref, None)
+            elif ref not in view.held and ref in view.models:
+                self._last_good[ref] = view.models[ref]
+        for unit in units:
+            if unit in lost:
+                continue  # handed over mid-pass: the new owner reconciles it
+            refs = [ref for ref in mine if unit_of_resource(ref, view.resources[ref]) == unit]
+            report = reports.get(unit)
+            error = report if isinstance(report, str) else None
+            unit_kube = report if isinstance(report, KubeReport) else None
+            kids = _count_not_ready(unit_kube, system) if unit_kube else 0
+            gitlab_failed = self._gitlab.failed and any(
+                ref in self._gitlab.errors or Ref("ControlPlane", system, "*") in
+                self._gitlab.errors for ref in refs)
+            outcome = unit_outcome(view, refs, unit_kube, kids, gitlab_failed, error)
+            result.units[unit] = UnitResult(unit, outcome, unit_kube.duration if unit_kube
+                                            else 0.0, unit_kube)
+        result.failed = any(isinstance(u.outcome, Retry) for u in result.units.values())
+        result.stalled = bool(view.held) and any(ref in view.held for ref in mine)
+        result.waiting = kube.waiting or any(ref in view.deleting for ref in mine)
+
+    def _sync_units(self, by_unit: dict[str, list[KubeObject]], read: set[Ref],
+                    full: bool) -> dict[str, KubeReport | str]:
+        """Observe the units' objects in one go (by label), then plan and carry out each unit
+        on its own (in parallel): a unit whose writes fail, or whose pass raises, gets an
+        error string instead of a report and never holds back the others."""
+        system = self.config.system_namespace
+        cp = self._cp_name
+        units = list(by_unit)
+        desired = [o for objs in by_unit.values() for o in objs]
+        kinds: set[KindInfo] = set()
+        for unit in units:
+            kinds |= self._inventory.get(unit, set())
+        if full or any(u not in self._inventory for u in units):
+            kinds |= set(prune_kinds(self.client))
+        domains = sorted(d for u in units if (d := domain_of_unit(u)))
+        if CONTROL_PLANE in units or len(domains) > 50:
+            selector = ""  # all of the control plane's objects, split by unit below
+        else:
+            selector = f"{LABEL_DOMAIN} in ({','.join(domains)})"
+        observed, notes = observe_scoped(self.client, desired, kinds, cp, selector=selector,
+                                         workers=self.config.workers)
+
+        def one(unit: str) -> KubeReport | str:
+            if self.owns is not None and not self.owns(unit):
+                return LOST
+            wanted = {object_key(o) for o in by_unit[unit]}
+            mine = {k: o for k, o in observed.items()
+                    if k in wanted or (is_konfigs(o, cp) and unit_of_object(o) == unit)}
+            try:
+                kube_plan = settle_namespaces(self.client, plan(
+                    by_unit[unit], mine, cp, system_namespace=system,
+                    read=lambda live: responsible(live, system) in read), cp)
+                report = execute(self.client, kube_plan, workers=max(2, self.config.workers
+                                                                    // max(1, len(units))))
+            except KubeError as err:
+                log.warning("unit %s failed: %s", unit, err)
+                return f"cluster: {err}"
+            report.notes = [*notes, *report.notes]
+            seen = {self.client.kinds.of(o) for o in mine.values() if is_konfigs(o, cp)}
+            self._inventory[unit] = seen | {self.client.kinds.of(o) for o in by_unit[unit]}
+            return report
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(units), self.config.workers))) as pool:
+            return dict(zip(units, pool.map(one, units)))
+
+    def _gitlab_tree(self, tree: GitLabTree, units: list[str]) -> GitLabTree | None:
+        """The whole GitLab tree: the compiled one when the control-plane unit was compiled
+        (its scope is everything), else the last whole tree with the compiled units' domain
+        subtrees put in (``None`` before any whole tree is known)."""
+        if CONTROL_PLANE in units:
+            return tree
+        whole = self._gitlab.tree
+        if whole is None:
+            return None
+        domains = {domain_of_unit(u) for u in units}
+        roots = [g.full_path for g in tree.groups if g.kind == "Domain" and g.path in domains]
+        roots += [g.full_path for g in whole.groups if g.kind == "Domain" and g.path in domains]
+
+        def inside(path: str) -> bool:
+            return any(path == r or path.startswith(r + "/") for r in roots)
+
+        groups = [g for g in whole.groups if not inside(g.full_path)]
+        groups += [g for g in tree.groups if inside(g.full_path)]
+        projects = [p for p in whole.projects if not inside(p.path_with_namespace)]
+        projects += [p for p in tree.projects if inside(p.path_with_namespace)]
+        groups.sort(key=lambda g: (g.full_path.count("/"), g.full_path))
+        projects.sort(key=lambda p: p.path_with_namespace)
+        merged = replace(whole, groups=tuple(groups), projects=tuple(projects))
+        self._gitlab.tree = merged
+        return merged
+
+    def refresh_index(self) -> UnitIndex:
+        """Read the custom resources and rebuild the unit index (no pass)."""
+        self.index = UnitIndex.of(self._read_resources())
+        return self.index
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -237,25 +435,65 @@ class Reconciler:
 
         return bundled_templates()
 
-    def _compile(self, view: ClusterView) -> DesiredState:
-        """Compile, reusing the last result while no resource's generation and no observed
-        fact (the Cloud Run URLs dependencies get) changed."""
-        assert view.definitions is not None
-        facts = observe_facts(self.client, view.definitions.control_plane.name)
+    def _compile(self, view: ClusterView, scoped: list[dict[str, Any]], units: list[str]
+                 ) -> tuple[ClusterView, DesiredState | None]:
+        """Compile the view, reusing the last result for the same units while no resource of
+        their scope and no observed fact (the Cloud Run URLs dependencies get) changed. Problems the compiler finds (a template expression failing for
+        one workload's parameters, say) hold their resources like validation problems do, and
+        the rest is compiled again; ``None`` when nothing can be compiled."""
+        facts = self._facts(view, units)
         key = (tuple(sorted((str(ref), r["metadata"].get("uid"), r["metadata"].get("generation"))
                             for ref, r in view.resources.items()
                             if ref not in view.deleting and ref not in view.orphans)),
                tuple(sorted(facts.service_urls.items())))
-        if self._compiled is not None and self._compiled[0] == key:
-            return self._compiled[1]
-        state = desired_state(view.definitions, facts)  # the pipeline validate and plan run
-        self._compiled = (key, state)
-        return state
+        cache_key = frozenset(units)
+        cached = self._compiled.get(cache_key)
+        if cached is not None and cached[0] == key:
+            if cached[2]:
+                view = build_view(scoped, system_namespace=self.config.system_namespace,
+                                  library=self._library(), cache=self._models, hold=cached[2],
+                                  last_good=self._last_good)
+            return view, cached[1]
+        found: list[Problem] = []
+        for _ in range(MAX_ROUNDS):
+            if view.definitions is None:
+                return view, None
+            try:
+                # The pipeline validate and plan run: compile, then the CRD check.
+                state = desired_state(_compiled_part(view.definitions, units), facts)
+            except DefinitionError as err:
+                found += err.problems
+                view = build_view(scoped, system_namespace=self.config.system_namespace,
+                                  library=self._library(), cache=self._models, hold=found,
+                                  last_good=self._last_good)
+                continue
+            if len(self._compiled) > 64:
+                self._compiled.clear()
+            self._compiled[cache_key] = (key, state, tuple(found))
+            return view, state
+        return view, None
+
+    def _facts(self, view: ClusterView, units: list[str]) -> CompileFacts:
+        """What the compiler uses from the live cluster, read for the units' scope only: the
+        URLs of the Cloud Run services of the domains in scope (all of them for the control
+        plane's unit)."""
+        assert view.definitions is not None
+        cp = view.definitions.control_plane.name
+        if CONTROL_PLANE in units:
+            return observe_facts(self.client, cp)
+        domains = {d for u in units if (d := domain_of_unit(u))} | {
+            d for d, _ in view.definitions.workloads}
+        return observe_facts(self.client, cp, domains=sorted(domains))
+
+    @property
+    def _cp_name(self) -> str:
+        return self._control_plane
 
     # -- finalizers ----------------------------------------------------------------------------
 
-    def _ensure_finalizers(self, view: ClusterView) -> None:
-        for ref, resource in view.resources.items():
+    def _ensure_finalizers(self, view: ClusterView, refs: Iterable[Ref] | None = None) -> None:
+        for ref in (view.resources if refs is None else refs):
+            resource = view.resources[ref]
             meta = resource["metadata"]
             if ref in view.deleting or FINALIZER in (meta.get("finalizers") or []):
                 continue
@@ -276,8 +514,10 @@ class Reconciler:
         resource["metadata"] = updated["metadata"]
 
     def _release_finalizers(self, view: ClusterView, kube: KubeReport | None,
-                            gitlab_required: bool = True) -> None:
-        """Drop the finalizer of every deleting resource none of whose children is left."""
+                            gitlab_required: bool = True,
+                            scope_refs: set[Ref] | None = None) -> None:
+        """Drop the finalizer of every deleting resource (of ``scope_refs``, the units
+        reconciled, when given) none of whose children is left."""
         if kube is None or not kube.ok:
             return
         # Objects still desired, or that failed or wait, hold their owner back; objects kept by
@@ -286,6 +526,8 @@ class Reconciler:
         left = {responsible(r.obj, self.config.system_namespace)
                 for r in kube.results if r.action not in (DELETED, KEPT)}
         for ref in view.deleting:
+            if scope_refs is not None and ref not in scope_refs:
+                continue
             resource = view.resources[ref]
             finalizers = resource["metadata"].get("finalizers") or []
             if FINALIZER not in finalizers:
@@ -303,32 +545,20 @@ class Reconciler:
 
     # -- stalled and teardown ------------------------------------------------------------------
 
-    def _stall(self, view: ClusterView, result: PassResult) -> None:
+    def _stall(self, view: ClusterView, refs: list[Ref], result: PassResult) -> None:
+        """Nothing renders (no valid ControlPlane): every resource of the units is Stalled."""
         result.stalled = True
         if view.control_plane is None:
             # No control plane, so nothing of theirs can be left to prune.
-            self._release_finalizers(view, KubeReport(), gitlab_required=False)
-        problems = view.problem_texts() or ["no ControlPlane resource in namespace "
-                                            f"{self.config.system_namespace!r}"]
-        log.warning("definitions are invalid; nothing applied: %s", "; ".join(problems))
+            self._release_finalizers(view, KubeReport(), gitlab_required=False,
+                                     scope_refs=set(refs))
+        log.warning("definitions are invalid; nothing applied: %s",
+                    "; ".join(view.problem_texts()[:5]))
         self.metrics.errors.labels("definitions").inc()
-        for ref, resource in view.resources.items():
-            own = [describe_problem(p) for p in view.problems if p.location.file == str(ref)]
-            if ref in view.orphans:
-                verdict = verdict_stalled("Orphaned", view.orphans[ref])
-            elif ref in view.deleting:
-                verdict = verdict_stalled("InvalidDefinitions",
-                                          "deletion waits until the definitions are valid: "
-                                          + "; ".join(problems))
-            else:
-                others = len(problems) - len(own)
-                text = "; ".join(own) if own else ""
-                if others > 0:
-                    text += ("; " if text else "") + (
-                        f"{others} problem(s) in other definitions, nothing is applied until "
-                        "all are fixed: " + "; ".join(p for p in problems if p not in own))
-                verdict = verdict_stalled("InvalidDefinitions", text)
-            self._write_status(ref, resource, verdict, result, event_type="Warning")
+        verdicts = stalled_verdicts(view, refs, self.config.system_namespace)
+        for ref in refs:
+            self._write_status(ref, view.resources[ref], verdicts[ref], result,
+                               event_type="Warning")
 
     def _teardown(self, view: ClusterView, result: PassResult) -> None:
         """The ControlPlane is being deleted: prune everything it made."""
@@ -352,8 +582,8 @@ class Reconciler:
     def _teardown_tree(self, view: ClusterView) -> GitLabTree | None:
         """The GitLab tree with only the control-plane group left: every project is archived
         (groups are kept: GitLab has no archive for groups)."""
-        if self._compiled is not None:
-            tree = self._compiled[1].gitlab
+        if self._gitlab.tree is not None:
+            tree = self._gitlab.tree
         else:
             ref = next(r for r in view.resources if r.kind == "ControlPlane")
             from konfig.operator.cluster import document_of
@@ -369,7 +599,12 @@ class Reconciler:
 
     # -- GitLab and break-glass ----------------------------------------------------------------
 
-    def _sync_gitlab(self, tree: GitLabTree, result: PassResult) -> None:
+    def _sync_gitlab(self, tree: GitLabTree, result: PassResult,
+                     domains: set[str] | None = None) -> None:
+        """Sync the whole ``tree``. ``domains``: a pass over those domains' units only, whose
+        subtrees alone changed: the shape of the whole tree is read (list pages: about 40
+        requests for 4,000 groups and projects), the details (links, variables,
+        protections) of those domains' groups and projects only."""
         if not self.config.gitlab_url:
             return
         # Full depth (every group's links and variables, every project's protections) on the
@@ -380,8 +615,14 @@ class Reconciler:
                 or (self.resyncs and self.resyncs % max(1, self.config.gitlab_full_every) == 0
                     and result.trigger == "resync"))
         depth = "full" if full else "shape"
+        deep = None
+        if domains is not None and self._gitlab.tree_key is not None and not self._gitlab.failed:
+            roots = [g.full_path for g in tree.groups if g.kind == "Domain" and g.path in domains]
+            depth = "shape"
+            deep = lambda path: any(path == r or path.startswith(r + "/")  # noqa: E731
+                                    for r in roots)
         try:
-            report = self._call_gitlab(tree, depth)
+            report = self._call_gitlab(tree, depth, deep)
         except Exception as err:  # the adapter reports GitLab errors; anything else is a bug
             log.exception("GitLab sync crashed")
             self._gitlab.failed = True
@@ -399,19 +640,21 @@ class Reconciler:
         else:
             self.metrics.errors.labels("gitlab").inc()
 
-    def _call_gitlab(self, tree: GitLabTree, depth: str):
+    def _call_gitlab(self, tree: GitLabTree, depth: str, deep: Callable[[str], bool] | None = None):
         from konfig import gitlab as adapter
 
         if self._gitlab_reconcile is not None:
-            return self._gitlab_reconcile(tree, depth=depth, deep_round=self.resyncs)
+            extra = {"deep": deep} if deep is not None else {}
+            return self._gitlab_reconcile(tree, depth=depth, deep_round=self.resyncs, **extra)
         if self._gitlab_client is None:
             settings = adapter.GitLabSettings(
                 url=self.config.gitlab_url or "", token=self.config.gitlab_token,
-                retry=adapter.RetryPolicy(attempts=self.config.gitlab_retry_attempts))
+                retry=adapter.RetryPolicy(attempts=self.config.gitlab_retry_attempts),
+                requests_per_minute=self.config.gitlab_requests_per_minute)
             self._gitlab_client = (settings, adapter.connect(settings))
         settings, client = self._gitlab_client
         return adapter.reconcile(client, tree, depth=depth, deep_round=self.resyncs,
-                                 settings=settings)
+                                 settings=settings, deep=deep)
 
     def _remove_expired_grants(self) -> None:
         """Hook for temporary break-glass grants (konfig.kube.breakglass): delete expired ones."""
@@ -433,77 +676,35 @@ class Reconciler:
 
     # -- status and events ---------------------------------------------------------------------
 
-    def _write_statuses(self, view: ClusterView, state: DesiredState, kube: KubeReport,
+    def _write_statuses(self, view: ClusterView, refs: list[Ref],
+                        children: dict[Ref, Children], kube: KubeReport,
                         result: PassResult) -> None:
+        """Status and Events of the units' resources, as :mod:`.decide` decides them."""
         system = self.config.system_namespace
-        children: dict[Ref, Children] = {}
         changes: dict[Ref, list] = {}
-        not_ready = 0
-        for r in kube.results:
+        for r in kube.changed + kube.failed:
             ref = responsible(r.obj, system)
-            if ref is None:
-                continue
-            bucket = children.setdefault(ref, Children())
-            if r.action in (CREATED, UPDATED, DELETED, FAILED, CONFLICT):
+            if ref is not None:
                 changes.setdefault(ref, []).append(r)
-            if r.action == FAILED:
-                bucket.failures.append(r.describe())
-            elif r.action == CONFLICT:
-                bucket.conflicts.append(r.describe())
-            if r.action not in (DELETED,) and r.action != "kept" and r.live is not None:
-                bucket.objects.append(r.live)
-                if not child_readiness(r.live)[0]:
-                    not_ready += 1
-            elif r.action in (FAILED, CONFLICT, "waiting"):
-                bucket.objects.append(r.obj)
-                not_ready += 1
-        result.not_ready = not_ready
-        self.metrics.not_ready.set(not_ready)
-        self.metrics.managed.set(len(state.kubernetes))
-        usage = _template_usage(view.definitions)
-        stalled = 0
+        usage = template_usage(view.definitions)
         jobs = []
-        for ref, resource in view.resources.items():
-            self._events_for_changes(resource, changes.get(ref, []))
-            verdict = self._verdict(ref, resource, view, children.get(ref, Children()), usage)
-            stalled += verdict.stalled[0]
-            jobs.append((ref, resource, verdict))
+        stalled = 0
+        for ref in refs:
+            resource = view.resources[ref]
+            for event in change_events(ref, changes.get(ref, [])):
+                self.events.emit(resource, event.type, event.reason, event.message)
+            chosen = verdict(view, ref, children.get(ref, Children()),
+                             gitlab_on=bool(self.config.gitlab_url),
+                             gitlab_seen=self._gitlab.last_report is not None,
+                             gitlab_errors=self._gitlab.errors, usage=usage,
+                             system_namespace=system)
+            stalled += chosen.stalled[0]
+            jobs.append((ref, resource, chosen))
         with ThreadPoolExecutor(max_workers=max(1, self.config.workers)) as pool:
             list(pool.map(lambda job: self._write_status(*job, result), jobs))
         self.metrics.stalled.set(stalled)
         if result.gitlab_ran:
             self._gitlab_events(view, result.gitlab)
-
-    def _verdict(self, ref: Ref, resource: dict[str, Any], view: ClusterView,
-                 kids: Children, usage: dict[str, int]) -> Verdict:
-        if ref in view.orphans:
-            return verdict_stalled("Orphaned", view.orphans[ref])
-        if ref in view.deleting:
-            return verdict_progressing("Deleting", "pruning children (stateful ones are "
-                                       "abandoned, GitLab projects archived)")
-        extra: dict[str, Any] = {}
-        gitlab_error = None
-        if ref.kind in ("ControlPlane", "Platform", "Domain") and self.config.gitlab_url:
-            gitlab_error = self._gitlab.errors.get(ref) or self._gitlab.errors.get(
-                Ref("ControlPlane", self.config.system_namespace, "*"))
-            if self._gitlab.last_report is not None or gitlab_error:
-                extra["gitlab"] = {"synced": gitlab_error is None,
-                                   **({"message": gitlab_error[:1000]} if gitlab_error else {})}
-        if ref.kind == "Workload":
-            place = view.instances.get(ref)
-            if place and view.definitions is not None:
-                workload = view.definitions.workload_in(*place)
-                if workload is not None:
-                    try:
-                        image = workload.spec_for(place[2]).image
-                    except Exception:  # noqa: BLE001 - reported by the compiler already
-                        image = workload.spec.image
-                    if image:
-                        extra["image"] = image
-        if ref.kind == "ResourceTemplate":
-            used = usage.get(ref.name, 0)
-            return verdict_ready(f"accepted; used by {used} workload resource(s)")
-        return verdict_for(kids, gitlab_error=gitlab_error, extra=extra)
 
     def _write_status(self, ref: Ref, resource: dict[str, Any], verdict: Verdict,
                       result: PassResult, event_type: str | None = None) -> None:
@@ -528,29 +729,6 @@ class Reconciler:
             if not err.not_found:
                 log.warning("status of %s not written: %s", ref, err)
                 self.metrics.errors.labels("status").inc()
-
-    def _events_for_changes(self, resource: dict[str, Any], results: list) -> None:
-        if not results:
-            return
-        applied = [r for r in results if r.action in (CREATED, UPDATED)]
-        deleted = [r for r in results if r.action == DELETED]
-        failed = [r for r in results if r.action in (FAILED, CONFLICT)]
-        if applied or deleted:
-            counts = []
-            for action in (CREATED, UPDATED, DELETED):
-                n = sum(1 for r in results if r.action == action)
-                if n:
-                    counts.append(f"{action} {n}")
-            abandoned = [r for r in deleted if r.abandoned]
-            message = ", ".join(counts)
-            if abandoned:
-                message += (f" ({len(abandoned)} deleted with deletion-policy abandon: their "
-                            "cloud resources are kept)")
-            message += ": " + "; ".join(r.describe() for r in (applied + deleted)[:8])
-            self.events.emit(resource, "Normal", "Applied", message[:1000])
-        if failed:
-            self.events.emit(resource, "Warning", "ApplyFailed",
-                             "; ".join(r.describe() for r in failed[:5])[:1000])
 
     def _gitlab_events(self, view: ClusterView, report: Any) -> None:
         cp = next((r for ref, r in view.resources.items() if ref.kind == "ControlPlane"
@@ -597,12 +775,19 @@ def gitlab_errors(report: Any, tree: GitLabTree, system_namespace: str) -> dict[
     return errors
 
 
-def _template_usage(defs: Definitions | None) -> dict[str, int]:
-    usage: dict[str, int] = {}
-    for workload in (defs.workloads.values() if defs else []):
-        for request in workload.spec.resources:
-            usage[request.template] = usage.get(request.template, 0) + 1
-    return usage
+def _compiled_part(defs: Definitions, units: list[str]) -> Definitions:
+    """The definitions a pass over ``units`` compiles: validated with the whole frame (names
+    and project IDs are unique across domains), but compiled with only the domains of the
+    units and of the workloads in their scope (callers, callees), so a domain's pass compiles
+    a few domains whatever their number. Every unit but the control plane's."""
+    if CONTROL_PLANE in units:
+        return defs
+    needed = {d for u in units if (d := domain_of_unit(u))} | {d for d, _ in defs.workloads}
+    return replace(defs, domains={n: d for n, d in defs.domains.items() if n in needed})
 
 
-__all__ = ["FINALIZER", "EventSink", "PassResult", "Reconciler"]
+def _count_not_ready(report: KubeReport, system_namespace: str) -> int:
+    return children_of(report, system_namespace)[1]
+
+
+__all__ = ["FINALIZER", "EventSink", "PassResult", "Reconciler", "UnitResult"]

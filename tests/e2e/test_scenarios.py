@@ -147,41 +147,6 @@ def test_deleting_a_workload_resource_prunes_its_children(tree, sandbox_for):
     assert sandbox.kube.get(RUN, "RunService", "ecommerce-prod", "cart") is not None
 
 
-def test_invalid_definitions_stall_and_apply_nothing(tree, sandbox_for):
-    sandbox = sandbox_for(tree, operator=False)
-    defs = load_definitions(tree)
-    state = compile_definitions(defs)
-    # Write the resources as CI would, then break one in the cluster (no client-side check).
-    from konfig.kube.custom_resources import custom_resources
-
-    resources = custom_resources(defs)
-    broken = next(r for r in resources if r["kind"] == "Workload" and r["metadata"]["namespace"] == "stores-dev")
-    broken["spec"]["resources"][0]["template"] = "no-such-template"
-    for ns in (o for o in state.kubernetes if o["kind"] == "Namespace"):
-        sandbox.client.apply(ns)
-    for resource in resources:
-        sandbox.client.apply(resource)
-    sandbox.start_operator()
-    stalled = sandbox.wait_converged(30, until=lambda c: len(c.stalled) == len(resources))
-    assert len(stalled.stalled) == len(resources)
-    workload = sandbox.kube.get(API_VERSION, "Workload", "stores-dev", "pos-gateway")
-    stall = next(c for c in workload["status"]["conditions"] if c["type"] == "Stalled")
-    assert stall["reason"] == "InvalidDefinitions"
-    assert "spec.resources[0].template" in stall["message"] and "no-such-template" in stall["message"]
-    other = sandbox.kube.get(API_VERSION, "Domain", "konfig-system", "payments")
-    assert "nothing is applied" in next(c for c in other["status"]["conditions"] if c["type"] == "Stalled")["message"]
-    # Nothing was applied: only the namespaces written above exist.
-    counts = object_counts(sandbox)
-    assert set(counts) == {"Namespace"}
-    events = [e for e in sandbox.kube.list("v1", "Event", "stores-dev") if e["type"] == "Warning"]
-    assert any(e["reason"] == "InvalidDefinitions" for e in events)
-    # Fixing it converges.
-    broken["spec"]["resources"][0]["template"] = "firestore"
-    sandbox.client.apply(broken)
-    assert sandbox.wait_converged(30).ready
-    assert object_counts(sandbox) == desired_counts(state)
-
-
 def test_the_operators_own_writes_do_not_retrigger_it(tree, sandbox_for):
     sandbox = sandbox_for(tree)
     sandbox.apply(load_definitions(tree))

@@ -62,3 +62,8 @@ app.kubernetes.io/component: operator
 {{- $names := list .Values.rbac.clusterRoles.workloadDeployer .Values.rbac.clusterRoles.viewer .Values.rbac.clusterRoles.definitionsReader -}}
 {{- concat $names .Values.rbac.extraBindableClusterRoles | uniq | toJson -}}
 {{- end -}}
+
+{{/* Replicas that run: replicaCount with peering or unit leases, else exactly one. */}}
+{{- define "konfig.replicas" -}}
+{{- if or .Values.peering.enabled .Values.leases.enabled }}{{ .Values.replicaCount }}{{ else }}1{{ end }}
+{{- end }}
