@@ -158,6 +158,25 @@ def fake_run_uri(obj: dict) -> str:
     return f"https://{obj['metadata']['name']}-{number:012d}.{region}.run.app"
 
 
+def config_connector_status(obj: dict[str, Any]) -> dict[str, Any]:
+    """The status a stand-in Config Connector gives ``obj`` as it is now (no timestamps): a
+    ConfigConnectorContext ``healthy``; any other object a ``Ready`` condition (``False`` with
+    the :data:`FAIL_ANNOTATION` message when set) and ``observedGeneration``; a RunService also
+    its :func:`fake_run_uri`. Shared by the emulator and the real test cluster's stand-in, so
+    both report the same."""
+    failure = (obj["metadata"].get("annotations") or {}).get(FAIL_ANNOTATION)
+    if obj.get("kind") == CONTEXT_KIND:
+        return {"healthy": not failure, **({"errors": [failure]} if failure else {})}
+    condition = ({"type": "Ready", "status": "False", "reason": "UpdateFailed", "message": failure}
+                 if failure else
+                 {"type": "Ready", "status": "True", "reason": "UpToDate",
+                  "message": "The resource is up to date"})
+    status = {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
+    if obj.get("kind") == "RunService" and not failure:
+        status["uri"] = fake_run_uri(obj)
+    return status
+
+
 class _FakeConfigConnector:
     """Marks Config Connector objects Ready after each create/spec change, like the real
     controller's status: ``conditions: [{type: Ready, status: "True", reason: UpToDate,
@@ -192,17 +211,7 @@ class _FakeConfigConnector:
 
     @staticmethod
     def _desired_status(obj: dict[str, Any]) -> dict[str, Any]:
-        failure = (obj["metadata"].get("annotations") or {}).get(FAIL_ANNOTATION)
-        if obj.get("kind") == CONTEXT_KIND:
-            return {"healthy": not failure, **({"errors": [failure]} if failure else {})}
-        condition = ({"type": "Ready", "status": "False", "reason": "UpdateFailed", "message": failure}
-                     if failure else
-                     {"type": "Ready", "status": "True", "reason": "UpToDate",
-                      "message": "The resource is up to date"})
-        status = {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
-        if obj.get("kind") == "RunService" and not failure:
-            status["uri"] = fake_run_uri(obj)
-        return status
+        return config_connector_status(obj)
 
     def _reconcile(self, storage: tuple[str, str], namespace: str | None, name: str, uid: str) -> None:
         store = self._emulator.store

@@ -30,12 +30,14 @@ from typing import Any, Iterable
 
 import aiohttp
 
-from konfig.sandbox.kube_api import fake_run_uri
+from konfig.sandbox.kube_api import (
+    CNRM_GROUP_SUFFIX,
+    CNRM_MANAGER as MANAGER,
+    CONTEXT_KIND,
+    FAIL_ANNOTATION,
+    config_connector_status,
+)
 
-CNRM_GROUP_SUFFIX = ".cnrm.cloud.google.com"
-MANAGER = "cnrm-controller-manager"
-FAIL_ANNOTATION = "sandbox.konfig.dev/cnrm-fail"
-CONTEXT_KIND = "ConfigConnectorContext"
 
 
 @dataclass(frozen=True)
@@ -67,18 +69,9 @@ def config_connector_kinds(crds: Iterable[dict[str, Any]]) -> list[Kind]:
 
 
 def desired_status(obj: dict[str, Any]) -> dict[str, Any]:
-    """The status fields the stand-in owns, for ``obj`` as it is now (no timestamps)."""
-    failure = (obj["metadata"].get("annotations") or {}).get(FAIL_ANNOTATION)
-    if obj.get("kind") == CONTEXT_KIND:
-        return {"healthy": not failure, **({"errors": [failure]} if failure else {})}
-    condition = ({"type": "Ready", "status": "False", "reason": "UpdateFailed", "message": failure}
-                 if failure else
-                 {"type": "Ready", "status": "True", "reason": "UpToDate",
-                  "message": "The resource is up to date"})
-    status = {"conditions": [condition], "observedGeneration": obj["metadata"].get("generation")}
-    if obj.get("kind") == "RunService" and not failure:
-        status["uri"] = fake_run_uri(obj)  # the emulator's stand-in URL, so both agree
-    return status
+    """The status fields the stand-in owns, for ``obj`` as it is now: the emulator's, so both
+    agree (:func:`konfig.sandbox.kube_api.config_connector_status`)."""
+    return config_connector_status(obj)
 
 
 def current_status(obj: dict[str, Any]) -> dict[str, Any]:
